@@ -1,0 +1,1 @@
+"""Subcommands of `vla-ros` that talk to ROS or describe the installation."""

@@ -1,0 +1,1 @@
+"""Pure logic with no rclpy import: unit-testable anywhere."""

@@ -1,0 +1,148 @@
+"""camera_ingest: camera frames (ROS topic or an OpenCV source) → rgb8 at the model's size on /vla/image."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from vla_ros.core import topics
+from vla_ros.core.image_msgs import CONVERTER_NAME, ImageRejected, compressed_to_rgb8, image_to_rgb8, rgb8_fields
+from vla_ros.core.preprocess import center_crop_resize, frame_age_problem
+from vla_ros.core.stream_stats import StreamStats
+from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
+from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, non_negative, positive
+from vla_ros.nodes.qos import SENSOR, SENSOR_LATEST
+from vla_ros.nodes.runtime import run_node
+
+PARAMETERS = [
+    ParameterSpec(
+        "source",
+        "topic",
+        "Where frames come from: 'topic' (/camera/image_raw, remappable), an OpenCV device index ('0') "
+        "or a video file path.",
+        read_only=True,
+    ),
+    ParameterSpec("compressed", False, "Subscribe sensor_msgs/CompressedImage on /camera/image_raw/compressed.",
+                  read_only=True),
+    ParameterSpec("image_size", 128, "Model input size in pixels (square output).", check=positive),
+    ParameterSpec("max_age", 0.5, "Drop frames whose stamp is older than this, in seconds (0 = keep all).",
+                  check=non_negative),
+    ParameterSpec("frame_rate", 10.0, "Frames per second read from an OpenCV source.", read_only=True, check=positive),
+    ParameterSpec("loop", True, "Restart a video file at its end.", read_only=True),
+    ParameterSpec("frame_id", "camera", "header.frame_id of frames read from an OpenCV source.", read_only=True),
+]
+
+
+class CameraIngest(Node):
+    def __init__(self):
+        super().__init__("camera_ingest")
+        self.params = declare_parameters(self, PARAMETERS)
+        self.stats = StreamStats()
+        self.publisher = self.create_publisher(Image, topics.MODEL_IMAGE, SENSOR_LATEST)
+        self.capture = None
+        source = str(self.params["source"])
+        if source == "topic":
+            if self.params["compressed"]:
+                self.create_subscription(CompressedImage, topics.CAMERA_IMAGE_COMPRESSED, self.on_compressed, SENSOR)
+                described = topics.CAMERA_IMAGE_COMPRESSED
+            else:
+                self.create_subscription(Image, topics.CAMERA_IMAGE, self.on_image, SENSOR)
+                described = topics.CAMERA_IMAGE
+        else:
+            self.capture = self._open_capture(source)
+            self.create_timer(
+                1.0 / self.params["frame_rate"], self.on_capture_tick, callback_group=MutuallyExclusiveCallbackGroup()
+            )
+            described = f"OpenCV source {source}"
+        DiagnosticsReporter(self, self.report)
+        self.get_logger().info(
+            f"frames from {described} → {topics.MODEL_IMAGE} at {self.params['image_size']}px "
+            f"(converter: {CONVERTER_NAME})"
+        )
+
+    # --- inputs -------------------------------------------------------------------------------
+    def on_image(self, msg: Image) -> None:
+        self._ingest(msg.header, lambda: image_to_rgb8(msg))
+
+    def on_compressed(self, msg: CompressedImage) -> None:
+        self._ingest(msg.header, lambda: compressed_to_rgb8(msg))
+
+    def _open_capture(self, source: str):
+        import cv2  # noqa: PLC0415
+
+        capture = cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
+        if not capture.isOpened():
+            raise ParameterError(
+                f"parameter source='{source}' could not be opened by OpenCV; give 'topic', a device index or a "
+                "readable video file"
+            )
+        return capture
+
+    def on_capture_tick(self) -> None:
+        import cv2  # noqa: PLC0415
+
+        ok, frame = self.capture.read()
+        if not ok and self.params["loop"]:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.capture.read()
+        if not ok:
+            self._drop("read", "OpenCV source returned no frame")
+            return
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=str(self.params["frame_id"]))
+        self._ingest(header, lambda: cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+
+    # --- processing -----------------------------------------------------------------------------
+    def _ingest(self, header: Header, convert) -> None:
+        started = time.perf_counter()
+        age = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds * 1e-9
+        problem = frame_age_problem(age, self.get_parameter("max_age").value)
+        if problem:
+            self._drop("stale", problem)
+            return
+        try:
+            rgb = convert()
+        except ImageRejected as exc:
+            self._drop("malformed", f"dropped malformed frame: {exc}")
+            return
+        resized = center_crop_resize(rgb, int(self.get_parameter("image_size").value))
+        self.publisher.publish(_image_message(header, resized))
+        self.stats.accept(time.monotonic(), time.perf_counter() - started)
+
+    def _drop(self, key: str, message: str) -> None:
+        self.stats.drop(key, message)
+        self.get_logger().warning(message, throttle_duration_sec=2.0)
+
+    def report(self):
+        now = time.monotonic()
+        summary = self.stats.summary(now)
+        rate = self.stats.rate_hz(now)
+        level = OK if rate > 0 else WARN
+        return level, f"{rate:.1f} Hz" if rate > 0 else "no frames in the last 5 s", summary
+
+
+def _image_message(header: Header, rgb: np.ndarray) -> Image:
+    fields = rgb8_fields(rgb)
+    return Image(
+        header=header,
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
+        data=fields.data,
+    )
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node("camera_ingest", CameraIngest, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
