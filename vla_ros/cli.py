@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+            if not (name == exc.name or name.startswith(f"{exc.name}.")):
+                raise  # a dependency of the module is missing: that is a real error
             continue  # that part of the stack is not installed in this build
         module.register(subparsers)
     return parser
