@@ -9,6 +9,10 @@ PACKAGE = "vla_ros"
 NODES = (
     "instruction_listener",
     "camera_ingest",
+    "action_decoder",
+    "chunk_executor",
+    "command_relay",
+    "widowx_sim",
 )
 
 setup(

@@ -1,0 +1,180 @@
+"""Sliding-window executor logic without ROS: alignment, flushing, starvation, blending, IK limits."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vla_ros.core.action_chunks import ActionChunk, ChunkError, chunk_frame_id, chunk_points, parse_chunk
+from vla_ros.core.ee_integration import EndEffectorIntegrator
+from vla_ros.core.executor import ChunkExecutor, ExecutorConfig, blend_weights
+
+TASK, OTHER = 0x1234ABCD, 0x0BADF00D
+DT = 0.2
+
+
+def chunk(stamp_s: float, task=TASK, horizon=8, base=0.0) -> ActionChunk:
+    actions = np.zeros((horizon, 7))
+    actions[:, 0] = base + np.arange(horizon)  # dx encodes (base + step index) so tests can see which step ran
+    actions[:, 6] = 1.0
+    return ActionChunk(actions, int(round(stamp_s * 1e9)), DT, task, "00000000000000aa")
+
+
+def executor(**kwargs) -> ChunkExecutor:
+    ex = ChunkExecutor(ExecutorConfig(**kwargs))
+    ex.set_task(TASK)
+    return ex
+
+
+def test_executes_the_first_steps_then_holds_without_a_new_chunk():
+    ex = executor()
+    assert ex.add_chunk(chunk(10.0), received_s=10.05) is None
+    ran = [ex.tick(10.05 + i * DT) for i in range(5)]
+    assert [s.action[0] for s in ran[:3]] == [0, 1, 2]  # steps 0..2 of the chunk
+    assert ran[3].hold and "starved" in ran[3].reason  # never step 3+: no extrapolation
+    assert ran[4].hold
+
+
+def test_a_late_chunk_skips_the_steps_that_lie_in_the_past():
+    ex = executor(execute_steps=5)
+    ex.add_chunk(chunk(10.0), received_s=10.45)
+    steps = [ex.tick(10.45 + i * DT) for i in range(4)]
+    # At 10.45 s steps 0 and 1 (midpoints 10.1 and 10.3) are past: execution starts at step 2.
+    assert [s.action[0] for s in steps[:3]] == [2, 3, 4]
+    assert steps[3].hold
+
+
+def test_a_chunk_whose_window_lies_in_the_past_is_not_executed():
+    ex = executor()
+    ex.add_chunk(chunk(10.0), received_s=11.0)
+    step = ex.tick(11.0)
+    assert step.hold and "too old" in step.reason
+
+
+def test_the_newest_chunk_wins_at_the_window_boundary_and_the_margin_is_measured():
+    ex = executor()
+    ex.add_chunk(chunk(10.0), received_s=10.0)
+    for i in range(3):
+        ex.tick(10.0 + i * DT)
+    ex.add_chunk(chunk(10.3, base=100), received_s=10.35)
+    ex.add_chunk(chunk(10.5, base=200), received_s=10.55)
+    step = ex.tick(10.6)  # window of the first chunk is done: adopt the newest (10.5), aligned to step 0
+    assert step.action[0] == 200
+    assert step.arrival_margin_s == pytest.approx(10.6 - 10.55)
+    assert step.chunk_stamp_s == pytest.approx(10.5)
+
+
+def test_a_chunk_arriving_while_starved_has_a_negative_margin():
+    ex = executor(execute_steps=1)
+    ex.add_chunk(chunk(10.0), received_s=10.0)
+    ex.tick(10.0)
+    assert ex.tick(10.2).hold
+    ex.add_chunk(chunk(10.25), received_s=10.3)
+    step = ex.tick(10.3)
+    assert not step.hold and step.arrival_margin_s == pytest.approx(10.2 - 10.3)
+
+
+def test_task_change_and_stop_flush_every_queued_chunk():
+    ex = executor()
+    ex.add_chunk(chunk(10.0), received_s=10.0)
+    ex.tick(10.0)
+    ex.set_task(OTHER)
+    assert ex.tick(10.2).hold  # the old task's chunk is gone at once
+    assert "not the current task" in ex.add_chunk(chunk(10.3), received_s=10.3)  # late chunk of the old task
+    assert ex.tick(10.4).hold
+    ex.set_task(None)
+    assert ex.tick(10.6).reason == "idle"
+    assert ex.add_chunk(chunk(10.7, task=OTHER), received_s=10.7) == "no current task"
+
+
+def test_refuses_non_finite_and_out_of_order_chunks():
+    ex = executor()
+    bad = chunk(10.0)
+    bad.actions[2, 1] = np.nan
+    assert ex.add_chunk(bad, received_s=10.0) == "chunk has non-finite values"
+    assert ex.add_chunk(chunk(10.0), received_s=10.0) is None
+    assert "not newer" in ex.add_chunk(chunk(9.9), received_s=10.1)
+
+
+def test_higher_control_rates_split_each_step_evenly():
+    ex = executor(control_period_s=0.05)  # 20 Hz: four ticks per 0.2 s action step
+    ex.add_chunk(chunk(10.0, base=4), received_s=10.0)
+    actions = [ex.tick(10.0 + i * 0.05).action for i in range(12)]
+    assert [a[0] for a in actions[:4]] == [1.0] * 4  # step 0 (dx=4) applied as 4 quarters
+    assert sum(a[0] for a in actions) == pytest.approx(4 + 5 + 6)
+    assert all(a[6] == 1.0 for a in actions)  # the gripper is absolute, never scaled
+    assert ex.tick(10.6).hold
+
+
+def test_blending_weights_and_average():
+    w = blend_weights(3, 0.5)
+    assert w.sum() == pytest.approx(1.0) and w[0] > w[1] > w[2]  # ACT: the oldest weighs most
+    assert blend_weights(3, -0.5)[2] > blend_weights(3, -0.5)[0]
+    ex = executor(blend=True, blend_decay=0.0)
+    ex.add_chunk(chunk(10.0, base=0), received_s=10.0)
+    ex.add_chunk(chunk(10.2, base=10), received_s=10.2)
+    step = ex.tick(10.25)  # covers step 1 of the first chunk and step 0 of the second
+    assert step.action[0] == pytest.approx((1 + 10) / 2)
+    assert step.action[6] == 1.0
+
+
+def test_blending_holds_when_nothing_covers_the_present():
+    ex = executor(blend=True)
+    ex.add_chunk(chunk(10.0), received_s=10.0)
+    assert ex.tick(10.7).hold  # beyond execute_steps (3 × 0.2 s) of the only chunk
+
+
+def test_chunk_message_round_trip_and_errors():
+    c = chunk(3.5)
+    points = chunk_points(c.actions, DT)
+    parsed = parse_chunk(("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"), points, c.stamp_ns,
+                         chunk_frame_id(TASK, "00000000000000aa"))
+    np.testing.assert_array_equal(parsed.actions, c.actions)
+    assert (parsed.task_hash, parsed.dt_s, parsed.stamp_ns) == (TASK, pytest.approx(DT), c.stamp_ns)
+    with pytest.raises(ChunkError, match="joint_names"):
+        parse_chunk(("waist",), points, 0, chunk_frame_id(TASK, "aa"))
+    with pytest.raises(ChunkError, match="frame_id"):
+        parse_chunk(("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"), points, 0, "base_link")
+
+
+@pytest.fixture(scope="module")
+def integrator():
+    return EndEffectorIntegrator()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.floats(-0.05, 0.05), min_size=6, max_size=6), min_size=1, max_size=10))
+def test_ik_targets_stay_within_the_joint_limits(integrator, deltas):
+    kin = integrator.kinematics
+    integrator.anchor(np.array([0.0, -0.3, 0.3, 0.0, 1.5, 0.0]))
+    for delta in deltas:
+        targets = integrator.apply(np.array([*delta, 1.0]))
+        assert np.all(targets.arm >= kin.joint_limits[:, 0] - 1e-9)
+        assert np.all(targets.arm <= kin.joint_limits[:, 1] + 1e-9)
+
+
+def test_integration_moves_the_end_effector_by_the_delta(integrator):
+    q0 = np.array([0.0, -0.3, 0.3, 0.0, 1.5, 0.0])
+    integrator.anchor(q0)
+    start, _ = integrator.kinematics.fk(q0)
+    for _ in range(5):
+        targets = integrator.apply(np.array([0.01, 0.0, -0.005, 0, 0, 0, 0.0]))
+    end, _ = integrator.kinematics.fk(targets.arm)
+    np.testing.assert_allclose(end - start, [0.05, 0.0, -0.025], atol=2e-3)
+    assert targets.gripper == 0.0
+
+
+def test_trajectory_follower_interpolates_like_a_joint_trajectory_controller():
+    from vla_ros.core.trajectory import TrajectoryFollower, TrajectoryPoint
+
+    follower = TrajectoryFollower(np.zeros(2))
+    follower.command(10.0, [TrajectoryPoint(np.array([1.0, -2.0]), 0.2), TrajectoryPoint(np.array([2.0, 0.0]), 0.4)])
+    np.testing.assert_allclose(follower.sample(10.1), [0.5, -1.0])
+    np.testing.assert_allclose(follower.sample(10.3), [1.5, -1.0])
+    np.testing.assert_allclose(follower.sample(11.0), [2.0, 0.0])
+    # A new command starts from where the desired positions are, not from the old goal.
+    follower.command(11.0, [TrajectoryPoint(np.array([4.0, 0.0]), 1.0)])
+    np.testing.assert_allclose(follower.sample(11.5), [3.0, 0.0])
+    follower.command(11.5, [TrajectoryPoint(np.array([0.0, 0.0]), 0.5)], start_s=12.0)  # delayed start
+    np.testing.assert_allclose(follower.sample(11.9), [3.0, 0.0])
+    np.testing.assert_allclose(follower.sample(12.25), [1.5, 0.0])

@@ -1,0 +1,64 @@
+"""The `/vla/action_chunk` message layout (a `trajectory_msgs/JointTrajectory`), as plain data.
+
+`joint_names` are the seven action dimensions, `points[i].positions` is action step i,
+`points[i].time_from_start = i·dt`, `header.stamp` is the observation stamp the chunk was computed
+from, and `header.frame_id` carries the task and tokenizer identity as `task=<crc32 hex> tokenizer=<hex>`
+(JointTrajectory has no other free field, and no consumer reads a coordinate frame from a chunk).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+_FRAME_ID = re.compile(r"^task=([0-9a-f]{8}) tokenizer=([0-9a-f]{1,16})$")
+
+
+class ChunkError(ValueError):
+    """A chunk message that must be rejected; the message says why."""
+
+
+@dataclass(frozen=True)
+class ActionChunk:
+    actions: np.ndarray  # float [H, 7]
+    stamp_ns: int  # observation stamp
+    dt_s: float  # time between steps
+    task_hash: int
+    tokenizer: str
+
+
+def chunk_frame_id(task_hash: int, tokenizer: str) -> str:
+    return f"task={task_hash & 0xFFFFFFFF:08x} tokenizer={tokenizer}"
+
+
+def chunk_points(actions: np.ndarray, dt_s: float) -> list[tuple[list[float], int]]:
+    """(positions, time_from_start in ns) per step."""
+    actions = np.asarray(actions, dtype=np.float64)
+    if actions.ndim != 2 or actions.shape[1] != len(ACTION_NAMES):
+        raise ChunkError(f"a chunk is [H, 7] actions, got shape {actions.shape}")
+    return [(row.tolist(), int(round(i * dt_s * 1e9))) for i, row in enumerate(actions)]
+
+
+def parse_chunk(joint_names, points, stamp_ns: int, frame_id: str) -> ActionChunk:
+    """Check a received chunk; `points` is a list of (positions, time_from_start ns)."""
+    if tuple(joint_names) != ACTION_NAMES:
+        raise ChunkError(f"joint_names are {list(joint_names)}, expected the action dimensions {list(ACTION_NAMES)}")
+    if len(points) < 1:
+        raise ChunkError("the chunk has no points")
+    match = _FRAME_ID.match(frame_id)
+    if not match:
+        raise ChunkError(f"header.frame_id {frame_id!r} does not carry 'task=<8 hex> tokenizer=<hex>'")
+    actions = np.array([list(positions) for positions, _ in points], dtype=np.float64)
+    if actions.shape != (len(points), len(ACTION_NAMES)):
+        raise ChunkError(f"every point needs {len(ACTION_NAMES)} positions, got shape {actions.shape}")
+    times = np.array([t for _, t in points], dtype=np.int64)
+    steps = np.diff(times)
+    if len(points) > 1 and (np.any(steps <= 0) or np.ptp(steps) > 1_000_000):  # 1 ms tolerance
+        raise ChunkError("points' time_from_start must increase in equal steps")
+    if times[0] != 0:
+        raise ChunkError(f"the first point's time_from_start must be 0, got {times[0]} ns")
+    dt_s = float(steps[0]) * 1e-9 if len(points) > 1 else 0.2
+    return ActionChunk(actions, int(stamp_ns), dt_s, int(match.group(1), 16), match.group(2))

@@ -1,0 +1,193 @@
+"""The sliding-window chunk executor (the design's "execute 3 of 8 steps, then replan"), without ROS.
+
+Time is in seconds on the clock the observation stamps use. A chunk's step k is meant for the interval
+[stamp + k·dt, stamp + (k+1)·dt). The executor
+
+- adopts the newest chunk for the current task, aligned to the present: steps that already lie in the
+  past (their midpoint has passed) are skipped;
+- executes `execute_steps` steps of it, one action step per `dt`, split evenly over the control ticks
+  that fall in it when the control rate is higher than the chunk rate;
+- then adopts the next chunk, which the policy has produced meanwhile; if none has arrived it holds
+  (returns no action) and never extrapolates past the executed window;
+- with `blend`, instead averages, for the present instant, every stored chunk's step covering it
+  within its first `execute_steps` steps, with exponential weights (temporal ensembling, ACT);
+- flushes every chunk when the task changes or stops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from vla_ros.core.action_chunks import ActionChunk
+
+GRIPPER = 6
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    execute_steps: int = 3
+    control_period_s: float = 0.2
+    blend: bool = False
+    # ACT's temporal ensembling weight exp(-decay·i), i = 0 for the oldest chunk; negative favours newer ones.
+    blend_decay: float = 0.5
+    max_chunks: int = 16
+
+    def __post_init__(self):
+        if self.execute_steps < 1:
+            raise ValueError(f"execute_steps must be >= 1, got {self.execute_steps}")
+        if self.control_period_s <= 0:
+            raise ValueError(f"the control period must be > 0 s, got {self.control_period_s}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """What to do at one control tick: an action (scaled to the tick) or a hold with its reason."""
+
+    action: np.ndarray | None
+    reason: str = ""
+    chunk_stamp_s: float | None = None
+    # Set when a chunk was adopted at this tick: how long before it was needed it arrived (negative: late).
+    arrival_margin_s: float | None = None
+
+    @property
+    def hold(self) -> bool:
+        return self.action is None
+
+
+@dataclass
+class _Stored:
+    chunk: ActionChunk
+    stamp_s: float
+    received_s: float
+
+
+@dataclass
+class _Window:
+    """The chunk being executed: next step index and the fraction of it already applied."""
+
+    stored: _Stored
+    step: int
+    last: int  # exclusive end of the executed window
+    progress: float = 0.0
+
+
+class ChunkExecutor:
+    def __init__(self, config: ExecutorConfig):
+        self.config = config
+        self.task_hash: int | None = None
+        self._chunks: deque[_Stored] = deque(maxlen=config.max_chunks)
+        self._window: _Window | None = None
+        self._needed_since: float | None = None  # when the executor first found no chunk to adopt
+        self.flushed = 0
+
+    # ---------------------------------------------------------------------------------------- inputs
+    def set_task(self, task_hash: int | None) -> None:
+        """The current task (None = idle). A change flushes every queued chunk at once."""
+        if task_hash != self.task_hash:
+            self.flushed += len(self._chunks) + (self._window is not None)
+            self._chunks.clear()
+            self._window = None
+            self._needed_since = None
+            self.task_hash = task_hash
+
+    def add_chunk(self, chunk: ActionChunk, received_s: float) -> str | None:
+        """Queue a chunk; returns why it was refused, or None."""
+        if self.task_hash is None:
+            return "no current task"
+        if chunk.task_hash != self.task_hash:
+            return f"chunk is for task {chunk.task_hash:08x}, not the current task {self.task_hash:08x}"
+        if not np.all(np.isfinite(chunk.actions)):
+            return "chunk has non-finite values"
+        if chunk.dt_s <= 0:
+            return f"chunk step dt {chunk.dt_s} s is not positive"
+        stamp_s = chunk.stamp_ns * 1e-9
+        newest = self._chunks[-1].stamp_s if self._chunks else -math.inf
+        if stamp_s <= newest:
+            return "chunk is not newer than the last one received"
+        self._chunks.append(_Stored(chunk, stamp_s, received_s))
+        return None
+
+    # ---------------------------------------------------------------------------------------- ticks
+    def tick(self, now_s: float) -> Step:
+        """The action for the control tick at `now_s` (applied over the next control period)."""
+        if self.task_hash is None:
+            return Step(None, "idle")
+        if self.config.blend:
+            return self._blended(now_s)
+        return self._switched(now_s)
+
+    def _aligned_step(self, stored: _Stored, now_s: float) -> int:
+        # Skip the steps whose midpoint already lies in the past.
+        return max(0, math.floor((now_s - stored.stamp_s) / stored.chunk.dt_s + 0.5))
+
+    def _adopt(self, now_s: float) -> tuple[_Window | None, float | None, str]:
+        # Newest first: an older chunk is never executed once a newer one exists.
+        current = self._window.stored.stamp_s if self._window else -math.inf
+        while self._chunks:
+            stored = self._chunks.pop()
+            self._chunks.clear()  # everything older than the newest is obsolete
+            if stored.stamp_s <= current:
+                break
+            first = self._aligned_step(stored, now_s)
+            last = min(len(stored.chunk.actions), self.config.execute_steps)
+            if first >= last:
+                return None, None, "newest chunk is too old: its executable steps lie in the past"
+            needed = self._needed_since if self._needed_since is not None else now_s
+            margin = needed - stored.received_s
+            self._chunks.append(stored)
+            return _Window(stored, first, last), margin, ""
+        if current == -math.inf:
+            return None, None, "no chunk received for the current task"
+        return None, None, "starved: waiting for the next chunk"
+
+    def _switched(self, now_s: float) -> Step:
+        margin = None
+        if self._window is None or self._window.step >= self._window.last:
+            window, margin, reason = self._adopt(now_s)
+            if window is None:
+                self._window = None
+                if self._needed_since is None:
+                    self._needed_since = now_s
+                return Step(None, reason)
+            self._window = window
+            self._needed_since = None
+        window = self._window
+        chunk = window.stored.chunk
+        # Fraction of one action step this tick covers: 1 at the chunk rate, 1/4 at 4x the rate.
+        fraction = min(1.0, self.config.control_period_s / chunk.dt_s)
+        action = chunk.actions[window.step].astype(np.float64).copy()
+        action[:GRIPPER] *= fraction
+        window.progress += fraction
+        if window.progress >= 1.0 - 1e-9:
+            window.progress = 0.0
+            window.step += 1
+        if window.step >= window.last:
+            # Window finished: the next chunk will be needed at the next tick.
+            self._needed_since = now_s + self.config.control_period_s
+        return Step(action, "", window.stored.stamp_s, margin)
+
+    def _blended(self, now_s: float) -> Step:
+        candidates = []
+        for stored in self._chunks:
+            index = math.floor((now_s - stored.stamp_s) / stored.chunk.dt_s + 1e-9)
+            if 0 <= index < min(len(stored.chunk.actions), self.config.execute_steps):
+                candidates.append((stored, index))
+        if not candidates:
+            return Step(None, "no chunk covers the present")
+        weights = blend_weights(len(candidates), self.config.blend_decay)
+        actions = np.array([stored.chunk.actions[index] for stored, index in candidates], dtype=np.float64)
+        action = weights @ actions
+        fraction = min(1.0, self.config.control_period_s / candidates[-1][0].chunk.dt_s)
+        action[:GRIPPER] *= fraction
+        action[GRIPPER] = 1.0 if action[GRIPPER] >= 0.5 else 0.0
+        return Step(action, "", candidates[-1][0].stamp_s, None)
+
+
+def blend_weights(count: int, decay: float) -> np.ndarray:
+    """Normalized temporal-ensembling weights, oldest chunk first."""
+    weights = np.exp(-decay * np.arange(count))
+    return weights / weights.sum()

@@ -1,0 +1,138 @@
+"""Generate a demonstration data set with the scripted expert, optionally across worker processes.
+
+Episode i always uses seed `seed + i` and task family FAMILIES[i % 4], and shards are merged in
+episode order, so the result depends on the seed only, not on the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import shutil
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vla_ros.data.writer import DATASET_FILE, finalize, write_episode
+
+ENV_NAME = "vla_ros/WidowX250Workcell-v1"
+
+
+def episode_plan(episodes: int, seed: int) -> list[tuple[int, int, str]]:
+    """(index, seed, family) of every episode."""
+    from vla_ros.sim.tasks import FAMILIES
+
+    return [(i, seed + i, FAMILIES[i % len(FAMILIES)]) for i in range(episodes)]
+
+
+def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, camera: str, split: str,
+                 max_steps: int, progress=None) -> None:
+    from vla_ros.sim.rollout import ExpertPolicy, run_episode
+    from vla_ros.sim.workcell import Workcell
+
+    with Workcell(image_size=image_size, camera=camera, render=True, split=split) as workcell, \
+            h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        policy = ExpertPolicy(workcell)
+        for index, episode_seed, family in plan:
+            record = run_episode(workcell, policy, episode_seed, family=family, max_steps=max_steps)
+            write_episode(data, index, record)
+            if progress is not None:
+                progress(bool(record.success))
+
+
+def _shard_worker(path: str, plan, image_size, camera, split, max_steps, queue) -> None:
+    _write_shard(Path(path), plan, image_size, camera, split, max_steps, progress=queue.put)
+
+
+def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers: int = 1, image_size: int = 128,
+                     camera: str = "over_shoulder", split: str = "train", max_steps: int = 80,
+                     show_progress: bool = True) -> dict:
+    """Write DIR/dataset.hdf5, DIR/generation.json and DIR/preview.png; returns the summary."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / DATASET_FILE
+    plan = episode_plan(episodes, seed)
+    workers = max(1, min(workers, episodes))
+    start = time.perf_counter()
+    bar = tqdm(total=episodes, desc="episodes", unit="ep", disable=not show_progress)
+    counts = {"done": 0, "successes": 0}
+
+    def tick(success: bool) -> None:
+        counts["done"] += 1
+        counts["successes"] += success
+        bar.update(1)
+        bar.set_postfix(success=f"{counts['successes'] / counts['done']:.0%}")
+
+    if workers == 1:
+        tmp = target.with_suffix(".partial")
+        _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick)
+        tmp.replace(target)
+    else:
+        shard_dir = out_dir / ".shards"
+        shard_dir.mkdir(exist_ok=True)
+        chunks = [list(c) for c in np.array_split(np.arange(episodes), workers)]
+        context = mp.get_context("spawn")  # a fresh interpreter per worker: no forked GL/MuJoCo state
+        queue = context.Queue()
+        shard_paths = [shard_dir / f"shard_{k}.hdf5" for k in range(workers)]
+        processes = [context.Process(target=_shard_worker,
+                                     args=(str(p), [plan[i] for i in chunk], image_size, camera, split, max_steps,
+                                           queue))
+                     for p, chunk in zip(shard_paths, chunks)]
+        for process in processes:
+            process.start()
+        done = 0
+        while done < episodes:
+            try:
+                tick(queue.get(timeout=5.0))
+                done += 1
+            except Exception:  # queue.Empty: check that no worker died
+                if any(p.exitcode not in (None, 0) for p in processes):
+                    raise RuntimeError("a data generation worker failed; see its traceback above")
+        for process in processes:
+            process.join()
+        with h5py.File(target.with_suffix(".partial"), "w") as merged:
+            data = merged.create_group("data")
+            for shard in shard_paths:
+                with h5py.File(shard, "r") as f:
+                    for name in sorted(f["data"].keys(), key=lambda n: int(n.split("_")[1])):
+                        f.copy(f["data"][name], data, name=name)
+        target.with_suffix(".partial").replace(target)
+        shutil.rmtree(shard_dir)
+    bar.close()
+    env_args = {"env_name": ENV_NAME, "type": "mujoco",
+                "env_kwargs": {"image_size": image_size, "camera": camera, "control_hz": 5.0, "split": split,
+                               "seed": seed, "max_steps": max_steps}}
+    summary = finalize(target, env_args)
+    summary.update({"seconds": time.perf_counter() - start, "workers": workers, "seed": seed, "split": split,
+                    "bytes": target.stat().st_size, "path": str(target)})
+    (out_dir / "generation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_preview(target, out_dir / "preview.png")
+    return summary
+
+
+def write_preview(dataset: Path, png: Path, count: int = 6) -> None:
+    """A contact sheet: first, middle and last frame of the first few demos, instruction written above."""
+    import cv2
+    import imageio.v3 as iio
+
+    rows = []
+    with h5py.File(dataset, "r") as f:
+        names = sorted(f["data"].keys(), key=lambda n: int(n.split("_")[1]))[:count]
+        for name in names:
+            demo = f["data"][name]
+            if "agentview_image" not in demo["obs"]:
+                return
+            images = demo["obs"]["agentview_image"]
+            frames = [images[0], images[len(images) // 2], images[-1]]
+            row = np.concatenate([cv2.resize(fr, (192, 192), interpolation=cv2.INTER_NEAREST) for fr in frames], 1)
+            label = np.full((22, row.shape[1], 3), 255, np.uint8)
+            text = f"{name}: {demo.attrs['instruction']} [{'ok' if demo.attrs['success'] else 'FAIL'}]"
+            cv2.putText(label, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+            rows.append(np.concatenate([label, row], 0))
+    if rows:
+        iio.imwrite(png, np.concatenate(rows, 0))

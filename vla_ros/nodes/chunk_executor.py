@@ -1,0 +1,197 @@
+"""chunk_executor: action chunks → the sliding window → EE targets → IK → /vla/arm_command, /vla/gripper_command.
+
+The control loop runs in its own thread on absolute deadlines (not an rclpy timer) so its period does
+not jitter behind other callbacks; the logic is `vla_ros.core.executor` and `vla_ros.core.ee_integration`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+from builtin_interfaces.msg import Duration as DurationMsg
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from vla_ros.core import topics
+from vla_ros.core.action_chunks import ChunkError, parse_chunk
+from vla_ros.core.action_tokens import task_hash
+from vla_ros.core.ee_integration import EndEffectorIntegrator
+from vla_ros.core.executor import ChunkExecutor, ExecutorConfig
+from vla_ros.core.timing import Samples
+from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
+from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
+from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED
+from vla_ros.nodes.runtime import run_node
+from vla_ros.sim.kinematics import JOINT_NAMES
+
+PARAMETERS = [
+    ParameterSpec("control_rate", 5.0, "Control loop rate in Hz (BridgeData: 5).", read_only=True, check=positive),
+    ParameterSpec("execute_steps", 3, "Steps of each chunk executed before the next chunk is adopted.",
+                  read_only=True, check=positive),
+    ParameterSpec("blend", False, "Temporal ensembling of overlapping chunks instead of plain switching.",
+                  read_only=True),
+    ParameterSpec("blend_decay", 0.5, "Ensembling weight exp(-decay*i), i = 0 for the oldest chunk.",
+                  read_only=True),
+    ParameterSpec("joint_state_timeout", 0.5, "Hold when the newest /joint_states is older than this (s).",
+                  read_only=True, check=positive),
+    ParameterSpec("reanchor_after", 1.0, "After holding this long (s), restart integration from the measured "
+                  "joints.", read_only=True, check=non_negative),
+]
+
+
+class ChunkExecutorNode(Node):
+    def __init__(self):
+        super().__init__("chunk_executor")
+        self.params = declare_parameters(self, PARAMETERS)
+        self.period = 1.0 / self.params["control_rate"]
+        self.executor_logic = ChunkExecutor(ExecutorConfig(
+            execute_steps=self.params["execute_steps"], control_period_s=self.period,
+            blend=self.params["blend"], blend_decay=self.params["blend_decay"]))
+        self.integrator = EndEffectorIntegrator()
+        self.lock = threading.Lock()  # the control thread and the callbacks share the executor state
+        self.task = ""
+        self.joint_positions: np.ndarray | None = None
+        self.joint_stamp = 0.0
+        self.hold_since: float | None = None
+        self.counts = {"chunks": 0, "rejected": 0, "commands": 0, "holds": 0, "unreachable": 0}
+        self.hold_reason = "idle"
+        self.last_rejection = ""
+        self.latency, self.margin, self.jitter = Samples(), Samples(), Samples()
+        self.arm_pub = self.create_publisher(JointTrajectory, topics.ARM_COMMAND, COMMANDS)
+        self.gripper_pub = self.create_publisher(JointTrajectory, topics.GRIPPER_COMMAND, COMMANDS)
+        self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
+        self.create_subscription(JointTrajectory, topics.ACTION_CHUNK, self.on_chunk, COMMANDS)
+        self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_states, DEFAULT)
+        DiagnosticsReporter(self, self.report)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.control_loop, name="control_loop", daemon=True)
+        self._thread.start()
+        self.get_logger().info(
+            f"executing {self.params['execute_steps']} steps per chunk at {self.params['control_rate']:g} Hz "
+            f"({'temporal ensembling' if self.params['blend'] else 'plain switching'})"
+        )
+
+    # --- inputs -----------------------------------------------------------------------------------
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def on_task(self, msg: String) -> None:
+        with self.lock:
+            self.task = msg.data
+            self.executor_logic.set_task(task_hash(msg.data) if msg.data else None)
+            self.integrator.release()
+
+    def on_joint_states(self, msg: JointState) -> None:
+        index = {name: i for i, name in enumerate(msg.name)}
+        if not all(name in index for name in JOINT_NAMES) or len(msg.position) < len(msg.name):
+            return
+        positions = np.array([msg.position[index[name]] for name in JOINT_NAMES])
+        if np.all(np.isfinite(positions)):
+            self.joint_positions, self.joint_stamp = positions, time.monotonic()
+
+    def on_chunk(self, msg: JointTrajectory) -> None:
+        try:
+            chunk = parse_chunk(
+                msg.joint_names,
+                [(p.positions, p.time_from_start.sec * 1_000_000_000 + p.time_from_start.nanosec) for p in msg.points],
+                Time.from_msg(msg.header.stamp).nanoseconds,
+                msg.header.frame_id,
+            )
+            with self.lock:
+                reason = self.executor_logic.add_chunk(chunk, received_s=self.now_s())
+        except ChunkError as exc:
+            reason = str(exc)
+        if reason:
+            self.counts["rejected"] += 1
+            self.last_rejection = reason
+            self.get_logger().warning(f"chunk refused: {reason}", throttle_duration_sec=2.0)
+        else:
+            self.counts["chunks"] += 1
+
+    # --- control loop -----------------------------------------------------------------------------
+    def control_loop(self) -> None:
+        deadline = time.monotonic()
+        last_tick = None
+        while not self._stop.is_set():
+            deadline += self.period
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                deadline = time.monotonic()  # overrun: resynchronise rather than burst
+            tick = time.monotonic()
+            if last_tick is not None:
+                self.jitter.add(abs((tick - last_tick) - self.period))
+            last_tick = tick
+            try:
+                self.control_tick()
+            except Exception as exc:  # noqa: BLE001 - the loop must survive; the error goes to the log and diagnostics
+                self.hold_reason = f"control tick failed: {exc}"
+                self.get_logger().error(self.hold_reason, throttle_duration_sec=2.0)
+
+    def control_tick(self) -> None:
+        with self.lock:
+            step = self.executor_logic.tick(self.now_s())
+            joints_fresh = (self.joint_positions is not None
+                            and time.monotonic() - self.joint_stamp < self.params["joint_state_timeout"])
+            if step.hold or not joints_fresh:
+                self._hold(step.reason if step.hold else "no fresh /joint_states")
+                return
+            if not self.integrator.anchored:
+                self.integrator.anchor(self.joint_positions)
+            targets = self.integrator.apply(step.action)
+            self.hold_since = None
+        if step.arrival_margin_s is not None:
+            self.margin.add(step.arrival_margin_s)
+        self.counts["unreachable"] += not targets.ik.reached
+        stamp_sec, stamp_ns = divmod(int(round(step.chunk_stamp_s * 1e9)), 1_000_000_000)
+        reach = DurationMsg(sec=int(self.period), nanosec=int(round((self.period % 1.0) * 1e9)))
+        for publisher, names, positions in (
+            (self.arm_pub, list(JOINT_NAMES), targets.arm.tolist()),
+            (self.gripper_pub, ["gripper"], [targets.gripper]),
+        ):
+            command = JointTrajectory(joint_names=names)
+            command.header.stamp.sec, command.header.stamp.nanosec = stamp_sec, stamp_ns  # observation stamp
+            command.points.append(JointTrajectoryPoint(positions=positions, time_from_start=reach))
+            publisher.publish(command)
+        self.counts["commands"] += 1
+        self.latency.add(self.now_s() - step.chunk_stamp_s)
+        self.hold_reason = ""
+
+    def _hold(self, reason: str) -> None:
+        """Publish nothing: the controllers keep the last target. Re-anchor after a long hold."""
+        now = time.monotonic()
+        if self.hold_since is None:
+            self.hold_since = now
+            self.counts["holds"] += 1
+        elif now - self.hold_since > self.params["reanchor_after"]:
+            self.integrator.release()
+        self.hold_reason = reason
+
+    def report(self):
+        values = {**{k: str(v) for k, v in self.counts.items()}, "task": self.task, "hold_reason": self.hold_reason,
+                  "last_rejection": self.last_rejection}
+        values.update(self.latency.summary("obs_to_command_latency"))
+        values.update(self.margin.summary("chunk_arrival_margin"))
+        values.update(self.jitter.summary("period_jitter"))
+        holding = bool(self.hold_reason) and self.task != ""
+        return (WARN if holding else OK), (f"holding: {self.hold_reason}" if self.hold_reason else "executing"), values
+
+    def destroy_node(self):
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node("chunk_executor", ChunkExecutorNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

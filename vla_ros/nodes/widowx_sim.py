@@ -1,0 +1,283 @@
+"""widowx_sim: the MuJoCo WidowX 250 workcell as a ROS robot.
+
+Follows the arm and gripper controller topics like ros2_control's JointTrajectoryControllers, publishes
+/joint_states, /camera/image_raw and camera_info, optionally /clock, resets to a seeded layout on
+/widowx_sim/reset, and reports the current task's success on /diagnostics. Physics, rendering and the
+trajectory followers share one thread (MuJoCo data is not thread-safe); it keeps real time with
+absolute deadlines and measures the real-time factor.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from vla_ros.core import topics
+from vla_ros.core.image_msgs import rgb8_fields
+from vla_ros.core.trajectory import TrajectoryFollower, TrajectoryPoint
+from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
+from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, positive
+from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR
+from vla_ros.nodes.runtime import run_node
+from vla_ros.sim.kinematics import JOINT_NAMES
+
+FAMILIES = ("", "pick", "place", "stack", "push")
+
+PARAMETERS = [
+    ParameterSpec("seed", 0, "Layout seed used by the next /widowx_sim/reset (then incremented)."),
+    ParameterSpec("family", "", "Task family of the suggested task at reset ('' = any of pick, place, stack, push).",
+                  check=lambda v: None if v in FAMILIES else f"must be one of {FAMILIES}"),
+    ParameterSpec("camera", "over_shoulder", "Workcell camera: over_shoulder, front or wrist.", read_only=True),
+    ParameterSpec("image_width", 128, "Camera image width in pixels.", read_only=True, check=positive),
+    ParameterSpec("image_height", 128, "Camera image height in pixels.", read_only=True, check=positive),
+    ParameterSpec("camera_rate", 10.0, "Camera frames per second.", read_only=True, check=positive),
+    ParameterSpec("joint_state_rate", 50.0, "/joint_states messages per second.", read_only=True, check=positive),
+    ParameterSpec("physics_period", 0.01, "Simulated seconds advanced per loop iteration.", read_only=True,
+                  check=positive),
+    ParameterSpec("publish_clock", False, "Publish /clock with the simulated time (use use_sim_time elsewhere).",
+                  read_only=True),
+]
+
+FINGER_JOINTS = ("left_finger", "right_finger")
+
+
+class WidowXSim(Node):
+    def __init__(self):
+        super().__init__("widowx_sim")
+        self.params = declare_parameters(self, PARAMETERS)
+        from vla_ros.sim.workcell import CAMERAS, Workcell  # noqa: PLC0415 - MuJoCo after parameters
+
+        if self.params["camera"] not in CAMERAS:
+            raise ParameterError(f"parameter camera={self.params['camera']!r} must be one of {CAMERAS}")
+        self.workcell = Workcell(image_size=self.params["image_height"], camera=self.params["camera"], render=False)
+        model = self.workcell.model
+        self.joint_names = [*JOINT_NAMES, *(n for n in FINGER_JOINTS if _has_joint(model, n))]
+        self.qpos_idx = [model.jnt_qposadr[model.joint(n).id] for n in self.joint_names]
+        self.qvel_idx = [model.jnt_dofadr[model.joint(n).id] for n in self.joint_names]
+        self.lock = threading.Lock()
+        self.sim_time = 0.0
+        self.episode: dict = {}
+        self.task_text = ""
+        self.rtf = float("nan")
+        self.suggested = ""
+        self._reset_layout(self.params["seed"])
+
+        self.joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, DEFAULT)
+        self.image_pub = self.create_publisher(Image, topics.CAMERA_IMAGE, SENSOR)
+        self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", SENSOR)
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.params["publish_clock"] else None
+        self.create_subscription(JointTrajectory, topics.ARM_CONTROLLER, self.on_arm, COMMANDS)
+        self.create_subscription(JointTrajectory, topics.GRIPPER_CONTROLLER, self.on_gripper, COMMANDS)
+        self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
+        self.create_service(Trigger, topics.SIM_RESET_SERVICE, self.on_reset)
+        DiagnosticsReporter(self, self.report)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.physics_loop, name="physics", daemon=True)
+        self._thread.start()
+        self.get_logger().info(f"simulated wx250s up; suggested task: '{self.suggested}'")
+
+    # --- time ---------------------------------------------------------------------------------------
+    def stamp(self):
+        """Message stamps: simulated time when publishing /clock, else the node clock."""
+        if self.clock_pub is not None:
+            sec, nanosec = divmod(int(round(self.sim_time * 1e9)), 1_000_000_000)
+            return Time(seconds=sec, nanoseconds=nanosec).to_msg()
+        return self.get_clock().now().to_msg()
+
+    def now_s(self) -> float:
+        return self.sim_time if self.clock_pub is not None else self.get_clock().now().nanoseconds * 1e-9
+
+    # --- layout and task ------------------------------------------------------------------------------
+    def _reset_layout(self, seed: int) -> None:
+        family = self.params["family"] or None
+        self.workcell.reset(seed=seed, family=family)
+        self.suggested = self.workcell.task.instruction
+        self.arm = TrajectoryFollower(self.workcell.q_target)
+        self.gripper = TrajectoryFollower(np.array([self.workcell.gripper_command]))
+        self.layout_seed = seed
+        self._start_episode(self.task_text)
+
+    def _start_episode(self, task_text: str) -> None:
+        from vla_ros.sim.tasks import parse_instruction  # noqa: PLC0415
+
+        task, problem = None, ""
+        if task_text:
+            try:
+                task = parse_instruction(task_text)
+            except ValueError as exc:
+                problem = str(exc)
+        if task is not None:
+            present = {p.key for p in self.workcell.layout.placements}
+            missing = [name for name in (task.target, task.reference) if name and name not in present]
+            if missing:
+                task, problem = None, f"the layout has no {', '.join(missing)} object"
+        self.workcell.task = task
+        if task is not None:
+            self.workcell.start_pos = {k: o.pos.copy() for k, o in self.workcell._object_states().items()}
+        self.episode = {"task": task_text, "judged": task is not None, "problem": problem,
+                        "started": self.sim_time, "success_at": None}
+
+    def on_task(self, msg: String) -> None:
+        with self.lock:
+            self.task_text = msg.data
+            self._start_episode(msg.data)
+
+    def on_reset(self, _request, response):
+        seed = self.get_parameter("seed").value
+        with self.lock:
+            self._reset_layout(seed)
+        self.set_parameters([Parameter("seed", value=seed + 1)])
+        response.success = True
+        response.message = f"seed {seed}: suggested task '{self.suggested}'"
+        self.get_logger().info(f"reset: {response.message}")
+        return response
+
+    # --- controller topics ----------------------------------------------------------------------------
+    def _trajectory(self, msg: JointTrajectory, names: list[str]) -> tuple[list[TrajectoryPoint], float | None] | None:
+        index = {n: i for i, n in enumerate(msg.joint_names)}
+        if not msg.points or any(n not in index for n in names):
+            self.get_logger().warning(
+                f"ignored a trajectory for joints {list(msg.joint_names)}; expected {names}", throttle_duration_sec=2.0)
+            return None
+        points = []
+        for p in msg.points:
+            positions = np.array([p.positions[index[n]] for n in names], dtype=np.float64)
+            if not np.all(np.isfinite(positions)):
+                self.get_logger().warning("ignored a trajectory with non-finite positions", throttle_duration_sec=2.0)
+                return None
+            points.append(TrajectoryPoint(positions, p.time_from_start.sec + p.time_from_start.nanosec * 1e-9))
+        stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
+        return points, (stamp if stamp > 0 else None)
+
+    def on_arm(self, msg: JointTrajectory) -> None:
+        parsed = self._trajectory(msg, list(JOINT_NAMES))
+        if parsed:
+            with self.lock:
+                self.arm.command(self.now_s(), *parsed)
+
+    def on_gripper(self, msg: JointTrajectory) -> None:
+        parsed = self._trajectory(msg, ["gripper"])
+        if parsed:
+            with self.lock:
+                self.gripper.command(self.now_s(), *parsed)
+
+    # --- physics loop ---------------------------------------------------------------------------------
+    def physics_loop(self) -> None:
+        try:
+            self._run_physics()
+        finally:
+            self.workcell.close()  # EGL contexts belong to the thread that rendered with them
+
+    def _run_physics(self) -> None:
+        period = self.params["physics_period"]
+        next_joint = next_camera = 0.0
+        wall_start, sim_start = time.monotonic(), self.sim_time
+        deadline = wall_start
+        while not self._stop.is_set():
+            with self.lock:
+                now = self.now_s()
+                self.workcell.set_joint_targets(self.arm.sample(now), float(self.gripper.sample(now)[0]))
+                self.workcell.advance(period, render=False)
+                self.sim_time += period
+                if self.episode.get("judged") and self.episode["success_at"] is None and self.workcell.success():
+                    self.episode["success_at"] = self.sim_time
+                    self.get_logger().info(f"task '{self.episode['task']}' succeeded after "
+                                           f"{self.sim_time - self.episode['started']:.1f} s")
+                if self.sim_time >= next_joint:
+                    next_joint = max(next_joint + 1.0 / self.params["joint_state_rate"], self.sim_time)
+                    self.publish_joint_states()
+                if self.sim_time >= next_camera:
+                    next_camera = max(next_camera + 1.0 / self.params["camera_rate"], self.sim_time)
+                    frame = self.workcell.render(size=(self.params["image_height"], self.params["image_width"]))
+                    self.publish_camera(frame)
+            if self.clock_pub is not None:
+                self.clock_pub.publish(Clock(clock=self.stamp()))
+            deadline += period
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.5:
+                deadline = time.monotonic()  # far behind: stop trying to catch up
+            elapsed = time.monotonic() - wall_start
+            if elapsed > 2.0:
+                self.rtf = (self.sim_time - sim_start) / elapsed
+                wall_start, sim_start = time.monotonic(), self.sim_time
+
+    def publish_joint_states(self) -> None:
+        data = self.workcell.data
+        msg = JointState(name=list(self.joint_names))
+        msg.header.stamp = self.stamp()
+        msg.position = [float(data.qpos[i]) for i in self.qpos_idx]
+        msg.velocity = [float(data.qvel[i]) for i in self.qvel_idx]
+        msg.effort = [float(data.qfrc_actuator[i]) for i in self.qvel_idx]
+        self.joint_pub.publish(msg)
+
+    def publish_camera(self, frame: np.ndarray) -> None:
+        fields = rgb8_fields(frame)
+        image = Image(height=fields.height, width=fields.width, encoding=fields.encoding, step=fields.step,
+                      data=fields.data)
+        image.header.stamp = self.stamp()
+        image.header.frame_id = f"{self.params['camera']}_camera"
+        self.image_pub.publish(image)
+        fovy = math.radians(float(self.workcell.model.cam(self.params["camera"]).fovy[0]))
+        focal = fields.height / 2.0 / math.tan(fovy / 2.0)
+        info = CameraInfo(height=fields.height, width=fields.width, distortion_model="plumb_bob")
+        info.header = image.header
+        info.k = [focal, 0.0, fields.width / 2.0, 0.0, focal, fields.height / 2.0, 0.0, 0.0, 1.0]
+        info.p = [focal, 0.0, fields.width / 2.0, 0.0, 0.0, focal, fields.height / 2.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.d = [0.0] * 5
+        self.info_pub.publish(info)
+
+    def report(self):
+        episode = dict(self.episode)
+        success = episode.get("success_at") is not None
+        values = {
+            "seed": str(self.layout_seed),
+            "suggested_task": self.suggested,
+            "task": episode.get("task", ""),
+            "success": "true" if success else "false",
+            "episode_time_s": f"{self.sim_time - episode.get('started', self.sim_time):.2f}",
+            "real_time_factor": f"{self.rtf:.3f}",
+            "sim_time_s": f"{self.sim_time:.2f}",
+        }
+        if success:
+            values["success_after_s"] = f"{episode['success_at'] - episode['started']:.2f}"
+        if episode.get("problem"):
+            values["task_problem"] = episode["problem"]
+        slow = not math.isnan(self.rtf) and self.rtf < 0.9
+        message = "task succeeded" if success else ("behind real time" if slow else "running")
+        return (WARN if slow else OK), message, values
+
+    def destroy_node(self):
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        super().destroy_node()
+
+
+def _has_joint(model, name: str) -> bool:
+    try:
+        model.joint(name)
+        return True
+    except KeyError:
+        return False
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node("widowx_sim", WidowXSim, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

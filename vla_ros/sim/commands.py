@@ -1,0 +1,179 @@
+"""`vla-ros data generate|info` and `vla-ros sim run`: demonstrations and watchable rollouts in the workcell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from vla_ros.sim.video import VIDEO_SUFFIXES
+
+# Policies `sim run --policy NAME` can use: NAME -> factory(workcell) -> policy(observation, instruction) -> action7.
+# The policy team adds theirs here (keep imports inside the factory so --help stays instant).
+POLICY_FACTORIES = {
+    "expert": lambda workcell: __import__("vla_ros.sim.rollout", fromlist=["ExpertPolicy"]).ExpertPolicy(workcell),
+}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="generate and inspect demonstration data sets",
+                                 description="Generate and inspect demonstration data sets (robomimic HDF5 layout).")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+
+    gen = data_sub.add_parser(
+        "generate", help="record scripted-expert demonstrations in the simulated workcell",
+        description="Record scripted-expert demonstrations in the simulated workcell into DIR/dataset.hdf5 "
+                    "(robomimic layout), with DIR/generation.json (success rates, time, size) and DIR/preview.png. "
+                    "Episode i uses seed SEED+i and task family i mod 4, so the output depends only on the seed.")
+    gen.add_argument("--episodes", type=_positive_int, required=True, help="number of episodes to record")
+    gen.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
+    gen.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    gen.add_argument("--workers", type=_positive_int, default=1,
+                     help="worker processes writing shards that are merged in order (default 1)")
+    gen.add_argument("--image-size", type=_positive_int, default=128, help="camera image size in pixels (default 128)")
+    gen.add_argument("--camera", default="over_shoulder", choices=("over_shoulder", "front", "wrist"),
+                     help="camera to record (default over_shoulder, like BridgeData's)")
+    gen.add_argument("--split", default="train", choices=("train", "heldout"),
+                     help="which instruction paraphrases to use: training or held-out templates (default train)")
+    gen.add_argument("--max-steps", type=_positive_int, default=80, help="step limit per episode (default 80)")
+    gen.add_argument("--force", action="store_true", help="overwrite an existing data set in --out")
+    gen.set_defaults(func=_generate)
+
+    info = data_sub.add_parser("info", help="print counts and action statistics of a data set",
+                               description="Print episode counts, success rates and per-dimension action "
+                                           "statistics (q01/q99/mean/std) of a data set.")
+    info.add_argument("path", type=Path, help="data set directory (holding dataset.hdf5) or the HDF5 file")
+    info.add_argument("--all", action="store_true", help="include failed episodes in the statistics")
+    info.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    info.set_defaults(func=_info)
+    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+
+    sim = subparsers.add_parser("sim", help="run policies in the simulated WidowX 250 workcell",
+                                description="Run policies in the simulated WidowX 250 workcell (MuJoCo).")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+    run = sim_sub.add_parser(
+        "run", help="roll out a policy on a task and write a video",
+        description="Roll out a policy on one task in the workcell, print whether it succeeded, and optionally "
+                    "write an MP4/GIF of the camera view with the instruction and step drawn on it.")
+    run.add_argument("--task", help="instruction, e.g. 'put the red block on the plate' (default: sampled from the "
+                                    "seed)")
+    run.add_argument("--policy", default="expert", choices=sorted(POLICY_FACTORIES),
+                     help="policy to run (default expert)")
+    run.add_argument("--seed", type=int, default=0, help="layout seed (default 0)")
+    run.add_argument("--video", type=Path, help="write the rollout to this .mp4 or .gif")
+    run.add_argument("--video-size", type=_positive_int, default=320, help="video frame size in pixels (default 320)")
+    run.add_argument("--camera", default="over_shoulder", choices=("over_shoulder", "front", "wrist"),
+                     help="camera for the policy and the video (default over_shoulder)")
+    run.add_argument("--image-size", type=_positive_int, default=128, help="policy image size (default 128)")
+    run.add_argument("--max-steps", type=_positive_int, default=80, help="step limit (default 80)")
+    run.set_defaults(func=_run)
+    sim.set_defaults(func=lambda args: (sim.print_help(), 2)[1])
+
+
+def _generate(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from vla_ros.data.generate import generate_dataset
+    from vla_ros.data.writer import DATASET_FILE
+
+    if (args.out / DATASET_FILE).exists() and not args.force:
+        raise SystemExit(f"vla-ros data generate: {args.out / DATASET_FILE} already exists; "
+                         f"choose another --out or pass --force to overwrite it")
+    if args.out.exists() and not args.out.is_dir():
+        raise SystemExit(f"vla-ros data generate: --out {args.out} is a file; give a directory")
+    summary = generate_dataset(args.out, args.episodes, seed=args.seed, workers=args.workers,
+                               image_size=args.image_size, camera=args.camera, split=args.split,
+                               max_steps=args.max_steps)
+    print(f"wrote {summary['path']}: {summary['episodes']} episodes, {summary['successful']} successful "
+          f"({summary['success_rate']:.1%}), {summary['samples']} steps, {summary['bytes'] / 1e6:.1f} MB "
+          f"in {summary['seconds']:.0f} s")
+    for family, rate in summary["success_rate_per_family"].items():
+        print(f"  {family:6s} success {rate:.1%} of {summary['episodes_per_family'][family]}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import h5py
+
+    from vla_ros.data.episodes import action_statistics, dataset_path, load_episodes
+
+    try:
+        path = dataset_path(args.path)
+        episodes = load_episodes(path, successful_only=False, with_images=False)
+        with h5py.File(path, "r") as f:
+            masks = {k: len(f["mask"][k]) for k in f["mask"]} if "mask" in f else {}
+            image_shape = None
+            if episodes and "agentview_image" in f["data"][episodes[0].name]["obs"]:
+                image_shape = list(f["data"][episodes[0].name]["obs"]["agentview_image"].shape[1:])
+    except (FileNotFoundError, OSError, KeyError) as exc:
+        raise SystemExit(f"vla-ros data info: cannot read a data set at {args.path} ({exc}); "
+                         f"expected a directory written by 'vla-ros data generate' or its dataset.hdf5")
+    chosen = episodes if args.all else [e for e in episodes if e.success]
+    families = sorted({e.family for e in episodes})
+    report = {
+        "path": str(path), "episodes": len(episodes), "successful": sum(e.success for e in episodes),
+        "steps": int(sum(len(e.actions) for e in episodes)), "masks": masks, "image_shape": image_shape,
+        "per_family": {f: {"episodes": sum(e.family == f for e in episodes),
+                           "successful": sum(e.family == f and e.success for e in episodes)} for f in families},
+        "action_statistics": action_statistics(chosen) if chosen else None,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['path']}")
+    print(f"episodes {report['episodes']}  successful {report['successful']}  steps {report['steps']}  "
+          f"masks {masks}  image {image_shape}")
+    for family, counts in report["per_family"].items():
+        print(f"  {family:6s} {counts['successful']}/{counts['episodes']} successful")
+    if report["action_statistics"]:
+        stats = report["action_statistics"]
+        print(f"action statistics over {'all' if args.all else 'successful'} episodes:")
+        print("  dim      " + "".join(f"{k:>10s}" for k in ("q01", "q99", "mean", "std")))
+        for i, dim in enumerate(("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")):
+            print(f"  {dim:8s}" + "".join(f"{stats[k][i]:10.4f}" for k in ("q01", "q99", "mean", "std")))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    if args.video is not None and args.video.suffix.lower() not in VIDEO_SUFFIXES:
+        raise SystemExit(f"vla-ros sim run: --video {args.video} must end in .mp4 or .gif")
+    from vla_ros.sim.tasks import parse_instruction
+
+    task = None
+    if args.task:
+        try:
+            task = parse_instruction(args.task)
+        except ValueError as exc:
+            raise SystemExit(f"vla-ros sim run: {exc}")
+    from vla_ros.sim.rollout import run_episode
+    from vla_ros.sim.video import annotate, write_video
+    from vla_ros.sim.workcell import Workcell
+
+    frames = []
+    with Workcell(image_size=args.image_size, camera=args.camera, render=True) as workcell:
+        policy = POLICY_FACTORIES[args.policy](workcell)
+
+        def capture(observation, action) -> None:
+            if args.video is not None:
+                frame = workcell.render(size=(args.video_size, args.video_size))
+                frames.append(annotate(frame, workcell.task.instruction, observation.step,
+                                       getattr(policy, "last_phase", "") or ""))
+
+        record = run_episode(workcell, policy, args.seed, task=task, max_steps=args.max_steps, on_step=capture)
+        if args.video is not None:
+            final = workcell.render(size=(args.video_size, args.video_size))
+            status = "SUCCESS" if record.success else "failed"
+            frames.extend([annotate(final, workcell.task.instruction, workcell.step_count, status)] * 5)
+            write_video(args.video, frames)
+    print(json.dumps({"instruction": record.task.instruction, "family": record.task.family, "seed": args.seed,
+                      "policy": args.policy, "success": record.success, "steps": len(record.actions),
+                      "video": str(args.video) if args.video else None}))
+    return 0 if record.success else 1
