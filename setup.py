@@ -11,7 +11,7 @@ NODES = (
     "camera_ingest",
     "action_decoder",
     "chunk_executor",
-    "command_relay",
+    "safety_monitor",
     "widowx_sim",
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,6 +73,18 @@ class LaunchedGraph:
     @property
     def output(self) -> str:
         return "\n".join(self.lines)
+
+    def pid(self, node: str, timeout_s: float = 30.0) -> int:
+        """The process id `vla-ros launch` reported for a node."""
+        deadline = time.monotonic() + timeout_s
+        pattern = re.compile(rf"started {re.escape(node)} \(pid (\d+)\)")
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                match = pattern.search(line)
+                if match:
+                    return int(match.group(1))
+            time.sleep(0.05)
+        raise AssertionError(f"{node} was never started:\n{self.output}")
 
     def stop(self, timeout_s: float = 20.0) -> int:
         if self.process.poll() is None:

@@ -26,7 +26,7 @@ from vla_ros.core.executor import ChunkExecutor, ExecutorConfig
 from vla_ros.core.timing import Samples
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
-from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED
+from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS
 from vla_ros.nodes.runtime import run_node
 from vla_ros.sim.kinematics import JOINT_NAMES
 
@@ -59,15 +59,16 @@ class ChunkExecutorNode(Node):
         self.joint_positions: np.ndarray | None = None
         self.joint_stamp = 0.0
         self.hold_since: float | None = None
-        self.counts = {"chunks": 0, "rejected": 0, "commands": 0, "holds": 0, "unreachable": 0}
+        self.counts = {"chunks": 0, "rejected": 0, "commands": 0, "holds": 0, "unreachable": 0, "vetoes_seen": 0}
         self.hold_reason = "idle"
         self.last_rejection = ""
         self.latency, self.margin, self.jitter = Samples(), Samples(), Samples()
-        self.arm_pub = self.create_publisher(JointTrajectory, topics.ARM_COMMAND, COMMANDS)
-        self.gripper_pub = self.create_publisher(JointTrajectory, topics.GRIPPER_COMMAND, COMMANDS)
+        self.arm_pub = self.create_publisher(JointTrajectory, topics.ARM_COMMAND, LEASED_COMMANDS)
+        self.gripper_pub = self.create_publisher(JointTrajectory, topics.GRIPPER_COMMAND, LEASED_COMMANDS)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
         self.create_subscription(JointTrajectory, topics.ACTION_CHUNK, self.on_chunk, COMMANDS)
         self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_states, DEFAULT)
+        self.create_subscription(String, topics.SAFETY_VETO, self.on_veto, COMMANDS)
         DiagnosticsReporter(self, self.report)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.control_loop, name="control_loop", daemon=True)
@@ -86,6 +87,12 @@ class ChunkExecutorNode(Node):
             self.task = msg.data
             self.executor_logic.set_task(task_hash(msg.data) if msg.data else None)
             self.integrator.release()
+
+    def on_veto(self, msg: String) -> None:
+        # The gate held the arm where it is: integrate from there, not from the vetoed target.
+        with self.lock:
+            self.integrator.release()
+        self.counts["vetoes_seen"] += 1
 
     def on_joint_states(self, msg: JointState) -> None:
         index = {name: i for i, name in enumerate(msg.name)}

@@ -1,8 +1,10 @@
 """QoS profiles by meaning, as the topic contract (ARCHITECTURE.md) gives them."""
 
+from rclpy.duration import Duration
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
+    LivelinessPolicy,
     QoSProfile,
     ReliabilityPolicy,
     qos_profile_sensor_data,
@@ -34,3 +36,23 @@ LATCHED = QoSProfile(
 )
 
 DEFAULT = QoSProfile(depth=10)
+
+# Streams the safety monitor watches for a dead producer (executor commands, policy tokens): the writer
+# asserts liveliness every 100 ms at the DDS level (a killed process stops at once), the monitor's reader
+# accepts 150 ms before it reports liveliness lost. Readers without a lease (default QoS) still match.
+LEASED_COMMANDS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+    liveliness=LivelinessPolicy.AUTOMATIC,
+    liveliness_lease_duration=Duration(seconds=0.1),
+)
+LEASE_WATCH = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+    liveliness=LivelinessPolicy.AUTOMATIC,
+    liveliness_lease_duration=Duration(seconds=0.15),
+)

@@ -123,9 +123,7 @@ class WidowXSim(Node):
             missing = [name for name in (task.target, task.reference) if name and name not in present]
             if missing:
                 task, problem = None, f"the layout has no {', '.join(missing)} object"
-        self.workcell.task = task
-        if task is not None:
-            self.workcell.start_pos = {k: o.pos.copy() for k, o in self.workcell._object_states().items()}
+        self.workcell.begin_task(task)
         self.episode = {"task": task_text, "judged": task is not None, "problem": problem,
                         "started": self.sim_time, "success_at": None}
 

@@ -115,6 +115,11 @@ class Workcell:
         self.start_pos = {key: obj.pos.copy() for key, obj in self._object_states().items()}
         return self.observe()
 
+    def begin_task(self, task: Task | None) -> None:
+        """Judge `task` from now on, in the scene as it is (a new instruction without a new layout)."""
+        self.task = task
+        self.start_pos = {key: obj.pos.copy() for key, obj in self._object_states().items()}
+
     def step(self, action7: np.ndarray, render: bool | None = None) -> Observation:
         """One control step: integrate the delta into the EE target, IK, set targets, simulate 0.2 s."""
         action = np.asarray(action7, dtype=np.float32).reshape(7)

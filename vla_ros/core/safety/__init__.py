@@ -1,0 +1,1 @@
+"""Safety rules as pure functions and the fail-closed gate that applies them (no rclpy)."""
