@@ -37,7 +37,9 @@ from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_nega
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASE_WATCH
 from vla_ros.nodes.runtime import run_node
 from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
-from vla_ros.sim.workcell import FINGER_CLOSED, FINGER_OPEN
+from vla_ros.sim.workcell import FINGER_CLOSED, FINGER_OPEN, finger_position
+
+FINGER_JOINT = "left_finger"
 
 PARAMETERS = [
     ParameterSpec("autostart", True, "Configure and activate at start-up (else wait for lifecycle transitions).",
@@ -243,7 +245,9 @@ class SafetyMonitor(LifecycleNode):
         stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
         decision = self.gate.evaluate_gripper(float(positions[0]), reach, stamp, now_ros, now_mono)
         if decision.kind == FORWARD:
-            self.gripper_pub.publish(_trajectory(["gripper"], decision.positions, decision.reach_s))
+            # Controllers take the Interbotix finger joint in metres; the executor speaks 0 (closed) .. 1 (open).
+            finger = np.array([finger_position(float(decision.positions[0]))])
+            self.gripper_pub.publish(_trajectory([FINGER_JOINT], finger, decision.reach_s))
         elif decision.rule:
             self.veto(decision.reason)
 

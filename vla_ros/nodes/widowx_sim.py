@@ -32,6 +32,7 @@ from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_para
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR
 from vla_ros.nodes.runtime import run_node
 from vla_ros.sim.kinematics import JOINT_NAMES
+from vla_ros.sim.workcell import FINGER_CLOSED, FINGER_OPEN
 
 FAMILIES = ("", "pick", "place", "stack", "push")
 
@@ -166,10 +167,14 @@ class WidowXSim(Node):
                 self.arm.command(self.now_s(), *parsed)
 
     def on_gripper(self, msg: JointTrajectory) -> None:
-        parsed = self._trajectory(msg, ["gripper"])
+        # Like Interbotix's gripper controller: the left finger's position in metres.
+        parsed = self._trajectory(msg, ["left_finger"])
         if parsed:
+            points, start = parsed
+            opening = [TrajectoryPoint((p.positions - FINGER_CLOSED) / (FINGER_OPEN - FINGER_CLOSED), p.time_s)
+                       for p in points]
             with self.lock:
-                self.gripper.command(self.now_s(), *parsed)
+                self.gripper.command(self.now_s(), opening, start)
 
     # --- physics loop ---------------------------------------------------------------------------------
     def physics_loop(self) -> None:
