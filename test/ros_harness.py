@@ -1,101 +1,15 @@
-"""Helpers for tests that talk to real nodes over DDS: a private rclpy context, matched-count waits, launched graphs."""
+"""Test helpers for talking to real nodes over DDS (see vla_ros.graph_process) and running the CLI."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
-from typing import Callable
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from vla_ros.graph_process import GraphProcess as LaunchedGraph  # noqa: F401 - re-exported for the tests
+from vla_ros.graph_process import ProbeNode as RosProbe  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class RosProbe:
-    """A node in its own Context that the test uses to publish, subscribe and wait."""
-
-    def __init__(self, name: str = "test_probe"):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
-        self.node = rclpy.create_node(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-
-    def spin_until(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def spin_for(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def collect(self, msg_type, topic: str, qos) -> list:
-        received: list = []
-        self.node.create_subscription(msg_type, topic, received.append, qos)
-        return received
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
-
-class LaunchedGraph:
-    """`vla-ros launch GRAPH args…` in a subprocess, its output captured for assertions and failure messages."""
-
-    def __init__(self, graph: str, *arguments: str):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "vla_ros.cli", "launch", graph, *arguments, "--grace", "5"],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def pid(self, node: str, timeout_s: float = 30.0) -> int:
-        """The process id `vla-ros launch` reported for a node."""
-        deadline = time.monotonic() + timeout_s
-        pattern = re.compile(rf"started {re.escape(node)} \(pid (\d+)\)")
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                match = pattern.search(line)
-                if match:
-                    return int(match.group(1))
-            time.sleep(0.05)
-        raise AssertionError(f"{node} was never started:\n{self.output}")
-
-    def stop(self, timeout_s: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            code = self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        self._reader.join(timeout=5)
-        return code
 
 
 def run_cli(*arguments: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess:

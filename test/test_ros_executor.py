@@ -6,17 +6,16 @@ import time
 
 import numpy as np
 import pytest
-from builtin_interfaces.msg import Duration as DurationMsg
 from diagnostic_msgs.msg import DiagnosticArray
 from ros_harness import LaunchedGraph, RosProbe
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
-from vla_ros.core.action_chunks import ACTION_NAMES, chunk_frame_id
 from vla_ros.core.action_tokens import task_hash
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED
+from vla_ros.nodes.trajectory_messages import action_chunk_message
 from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
 
 pytestmark = pytest.mark.ros
@@ -64,14 +63,8 @@ def rig(tmp_path_factory):
 
 
 def chunk_msg(probe, task: str, action: np.ndarray, steps: int = 8) -> JointTrajectory:
-    msg = JointTrajectory(joint_names=list(ACTION_NAMES))
-    msg.header.stamp = probe.node.get_clock().now().to_msg()
-    msg.header.frame_id = chunk_frame_id(task_hash(task), "00000000000000aa")
-    for i in range(steps):
-        sec, nanosec = divmod(int(i * 0.2e9), 1_000_000_000)
-        msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in action],
-                                               time_from_start=DurationMsg(sec=sec, nanosec=nanosec)))
-    return msg
+    return action_chunk_message(np.tile(action, (steps, 1)), probe.node.get_clock().now().nanoseconds, 0.2,
+                                task_hash(task), "00000000000000aa")
 
 
 def say(probe, text: str) -> float:

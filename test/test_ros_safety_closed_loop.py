@@ -10,17 +10,16 @@ import time
 
 import numpy as np
 import pytest
-from builtin_interfaces.msg import Duration as DurationMsg
 from ros_harness import LaunchedGraph, RosProbe
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
-from vla_ros.core.action_chunks import ACTION_NAMES, chunk_frame_id
 from vla_ros.core.action_tokens import task_hash
 from vla_ros.core.safety.limits import BRIDGE_WORKSPACE_MAX, BRIDGE_WORKSPACE_MIN
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED
+from vla_ros.nodes.trajectory_messages import action_chunk_message
 from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
 
 pytestmark = pytest.mark.ros
@@ -72,15 +71,8 @@ def loop(tmp_path):
 
 
 def chunk(probe, action, obs_age=0.0) -> JointTrajectory:
-    msg = JointTrajectory(joint_names=list(ACTION_NAMES))
     stamp = probe.node.get_clock().now().nanoseconds - int(obs_age * 1e9)
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-    msg.header.frame_id = chunk_frame_id(task_hash(TASK), "00000000000000aa")
-    for i in range(8):
-        sec, nanosec = divmod(int(i * 0.2e9), 1_000_000_000)
-        msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in action],
-                                               time_from_start=DurationMsg(sec=sec, nanosec=nanosec)))
-    return msg
+    return action_chunk_message(np.tile(action, (8, 1)), stamp, 0.2, task_hash(TASK), "00000000000000aa")
 
 
 def stream(probe, action, seconds, obs_age=0.0):

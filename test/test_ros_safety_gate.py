@@ -9,17 +9,17 @@ import time
 
 import numpy as np
 import pytest
-from builtin_interfaces.msg import Duration as DurationMsg
 from rclpy.time import Time
 from ros_harness import LaunchedGraph, RosProbe
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS
+from vla_ros.nodes.trajectory_messages import joint_command
 from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
 
 pytestmark = pytest.mark.ros
@@ -93,12 +93,7 @@ def rig(tmp_path_factory):
 
 
 def command(probe, positions, obs_age=0.05, reach=0.2) -> JointTrajectory:
-    msg = JointTrajectory(joint_names=list(JOINT_NAMES))
-    msg.header.stamp = probe.robot.stamp(probe.robot.now() - obs_age)
-    sec, nanosec = divmod(int(reach * 1e9), 1_000_000_000)
-    msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in positions],
-                                           time_from_start=DurationMsg(sec=sec, nanosec=nanosec)))
-    return msg
+    return joint_command(JOINT_NAMES, positions, reach, int((probe.robot.now() - obs_age) * 1e9))
 
 
 def send(probe, positions, **kwargs) -> None:

@@ -8,13 +8,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from builtin_interfaces.msg import Duration as DurationMsg
 from rclpy.node import Node
 from std_msgs.msg import Int32MultiArray, String
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
-from vla_ros.core.action_chunks import ACTION_NAMES, chunk_frame_id, chunk_points
 from vla_ros.core.resources import resolve_resource
 from vla_ros.core.stream_stats import StreamStats
 from vla_ros.core.token_checks import REASON_KEYS, check_token_message
@@ -22,6 +20,7 @@ from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, positive
 from vla_ros.nodes.qos import COMMANDS, LATCHED
 from vla_ros.nodes.runtime import run_node
+from vla_ros.nodes.trajectory_messages import action_chunk_message
 
 BACKENDS = ("torch", "onnx")
 
@@ -94,14 +93,8 @@ class ActionDecoder(Node):
             self.get_logger().warning(f"rejected action tokens: {verdict.reason}", throttle_duration_sec=2.0)
             return
         actions = self.decode(verdict.tokens.tokens[None, :])[0]
-        chunk = JointTrajectory(joint_names=list(ACTION_NAMES))
-        chunk.header.stamp.sec, chunk.header.stamp.nanosec = divmod(verdict.tokens.stamp_ns, 1_000_000_000)
-        chunk.header.frame_id = chunk_frame_id(verdict.tokens.task_hash, verdict.tokens.identity)
-        for positions, t_ns in chunk_points(actions, self.params["step_dt"]):
-            sec, nanosec = divmod(t_ns, 1_000_000_000)
-            chunk.points.append(JointTrajectoryPoint(positions=positions,
-                                                     time_from_start=DurationMsg(sec=sec, nanosec=nanosec)))
-        self.chunk_pub.publish(chunk)
+        self.chunk_pub.publish(action_chunk_message(actions, verdict.tokens.stamp_ns, self.params["step_dt"],
+                                                    verdict.tokens.task_hash, verdict.tokens.identity))
         self.stats.accept(time.monotonic(), time.perf_counter() - started)
 
     def report(self):

@@ -11,12 +11,11 @@ import threading
 import time
 
 import numpy as np
-from builtin_interfaces.msg import Duration as DurationMsg
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
 from vla_ros.core.action_chunks import ChunkError, parse_chunk
@@ -28,6 +27,7 @@ from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS
 from vla_ros.nodes.runtime import run_node
+from vla_ros.nodes.trajectory_messages import joint_command
 from vla_ros.sim.kinematics import JOINT_NAMES
 
 PARAMETERS = [
@@ -157,16 +157,9 @@ class ChunkExecutorNode(Node):
         if step.arrival_margin_s is not None:
             self.margin.add(step.arrival_margin_s)
         self.counts["unreachable"] += not targets.ik.reached
-        stamp_sec, stamp_ns = divmod(int(round(step.chunk_stamp_s * 1e9)), 1_000_000_000)
-        reach = DurationMsg(sec=int(self.period), nanosec=int(round((self.period % 1.0) * 1e9)))
-        for publisher, names, positions in (
-            (self.arm_pub, list(JOINT_NAMES), targets.arm.tolist()),
-            (self.gripper_pub, ["gripper"], [targets.gripper]),
-        ):
-            command = JointTrajectory(joint_names=names)
-            command.header.stamp.sec, command.header.stamp.nanosec = stamp_sec, stamp_ns  # observation stamp
-            command.points.append(JointTrajectoryPoint(positions=positions, time_from_start=reach))
-            publisher.publish(command)
+        stamp_ns = int(round(step.chunk_stamp_s * 1e9))  # commands carry their observation stamp
+        self.arm_pub.publish(joint_command(JOINT_NAMES, targets.arm, self.period, stamp_ns))
+        self.gripper_pub.publish(joint_command(["gripper"], [targets.gripper], self.period, stamp_ns))
         self.counts["commands"] += 1
         self.latency.add(self.now_s() - step.chunk_stamp_s)
         self.hold_reason = ""

@@ -13,7 +13,6 @@ import threading
 import time
 
 import numpy as np
-from builtin_interfaces.msg import Duration as DurationMsg
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -21,7 +20,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Int32MultiArray, String
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
 from vla_ros.core.safety.gate import FORWARD, HOLD, Decision, JointSnapshot, SafetyGate
@@ -36,6 +35,7 @@ from vla_ros.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASE_WATCH
 from vla_ros.nodes.runtime import run_node
+from vla_ros.nodes.trajectory_messages import joint_command
 from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
 from vla_ros.sim.workcell import FINGER_CLOSED, FINGER_OPEN, finger_position
 
@@ -247,15 +247,15 @@ class SafetyMonitor(LifecycleNode):
         if decision.kind == FORWARD:
             # Controllers take the Interbotix finger joint in metres; the executor speaks 0 (closed) .. 1 (open).
             finger = np.array([finger_position(float(decision.positions[0]))])
-            self.gripper_pub.publish(_trajectory([FINGER_JOINT], finger, decision.reach_s))
+            self.gripper_pub.publish(joint_command([FINGER_JOINT], finger, decision.reach_s))
         elif decision.rule:
             self.veto(decision.reason)
 
     def act(self, decision: Decision) -> None:
         if decision.kind == FORWARD:
-            self.arm_pub.publish(_trajectory(list(JOINT_NAMES), decision.positions, decision.reach_s))
+            self.arm_pub.publish(joint_command(list(JOINT_NAMES), decision.positions, decision.reach_s))
         elif decision.kind == HOLD:
-            self.arm_pub.publish(_trajectory(list(JOINT_NAMES), decision.positions, decision.reach_s))
+            self.arm_pub.publish(joint_command(list(JOINT_NAMES), decision.positions, decision.reach_s))
             self.veto(decision.reason)
 
     def veto(self, reason: str) -> None:
@@ -287,15 +287,6 @@ def _single_point(msg: JointTrajectory, names: list[str]):
         return f"{len(point.positions)} positions for {len(msg.joint_names)} joints"
     positions = np.array([point.positions[index[n]] for n in names], dtype=np.float64)
     return positions, point.time_from_start.sec + point.time_from_start.nanosec * 1e-9
-
-
-def _trajectory(names: list[str], positions: np.ndarray, reach_s: float) -> JointTrajectory:
-    """A controller command that starts now (zero stamp) and reaches `positions` after `reach_s`."""
-    sec, nanosec = divmod(int(round(reach_s * 1e9)), 1_000_000_000)
-    msg = JointTrajectory(joint_names=names)
-    msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in positions],
-                                           time_from_start=DurationMsg(sec=sec, nanosec=nanosec)))
-    return msg
 
 
 def main(args: list[str] | None = None) -> int:
