@@ -13,6 +13,7 @@ NODES = (
     "chunk_executor",
     "safety_monitor",
     "widowx_sim",
+    "bag_player",
 )
 
 setup(

@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "vla_ros.commands.demo",
     "vla_ros.sim.commands",
     "vla_ros.tokenizers.commands",
+    "vla_ros.bags.commands",
+    "vla_ros.policy.commands",
 )
 
 

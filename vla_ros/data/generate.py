@@ -18,6 +18,7 @@ import numpy as np
 from vla_ros.data.writer import DATASET_FILE, finalize, write_episode
 
 ENV_NAME = "vla_ros/WidowX250Workcell-v1"
+BAGS_DIR = "bags"
 
 
 def episode_plan(episodes: int, seed: int) -> list[tuple[int, int, str]]:
@@ -28,7 +29,8 @@ def episode_plan(episodes: int, seed: int) -> list[tuple[int, int, str]]:
 
 
 def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, camera: str, split: str,
-                 max_steps: int, progress=None) -> None:
+                 max_steps: int, progress=None, bags_dir: Path | None = None, bag_storage: str = "mcap") -> None:
+    from vla_ros.sim.kinematics import JOINT_NAMES
     from vla_ros.sim.rollout import ExpertPolicy, run_episode
     from vla_ros.sim.workcell import Workcell
 
@@ -39,18 +41,31 @@ def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, 
         for index, episode_seed, family in plan:
             record = run_episode(workcell, policy, episode_seed, family=family, max_steps=max_steps)
             write_episode(data, index, record)
+            if bags_dir is not None:
+                from vla_ros.bags.episodes import write_episode_bag
+
+                write_episode_bag(bags_dir / episode_bag_name(index), record, JOINT_NAMES, storage=bag_storage)
             if progress is not None:
                 progress(bool(record.success))
 
 
-def _shard_worker(path: str, plan, image_size, camera, split, max_steps, queue) -> None:
-    _write_shard(Path(path), plan, image_size, camera, split, max_steps, progress=queue.put)
+def _shard_worker(path: str, plan, image_size, camera, split, max_steps, queue, bags_dir, bag_storage) -> None:
+    _write_shard(Path(path), plan, image_size, camera, split, max_steps, progress=queue.put,
+                 bags_dir=None if bags_dir is None else Path(bags_dir), bag_storage=bag_storage)
+
+
+def episode_bag_name(index: int) -> str:
+    return f"episode_{index:06d}"
 
 
 def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers: int = 1, image_size: int = 128,
                      camera: str = "over_shoulder", split: str = "train", max_steps: int = 80,
-                     show_progress: bool = True) -> dict:
-    """Write DIR/dataset.hdf5, DIR/generation.json and DIR/preview.png; returns the summary."""
+                     show_progress: bool = True, bags: bool = False, bag_storage: str = "mcap") -> dict:
+    """Write DIR/dataset.hdf5, DIR/generation.json and DIR/preview.png; returns the summary.
+
+    With `bags`, every episode is also written as a rosbag2 bag DIR/bags/episode_NNNNNN
+    (see `vla_ros.bags.episodes`); an existing DIR/bags is replaced.
+    """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -58,6 +73,10 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
     target = out_dir / DATASET_FILE
     plan = episode_plan(episodes, seed)
     workers = max(1, min(workers, episodes))
+    bags_dir = out_dir / BAGS_DIR if bags else None
+    if bags_dir is not None:
+        shutil.rmtree(bags_dir, ignore_errors=True)
+        bags_dir.mkdir()
     start = time.perf_counter()
     bar = tqdm(total=episodes, desc="episodes", unit="ep", disable=not show_progress)
     counts = {"done": 0, "successes": 0}
@@ -70,7 +89,8 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
 
     if workers == 1:
         tmp = target.with_suffix(".partial")
-        _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick)
+        _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick, bags_dir=bags_dir,
+                     bag_storage=bag_storage)
         tmp.replace(target)
     else:
         shard_dir = out_dir / ".shards"
@@ -81,7 +101,7 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
         shard_paths = [shard_dir / f"shard_{k}.hdf5" for k in range(workers)]
         processes = [context.Process(target=_shard_worker,
                                      args=(str(p), [plan[i] for i in chunk], image_size, camera, split, max_steps,
-                                           queue))
+                                           queue, None if bags_dir is None else str(bags_dir), bag_storage))
                      for p, chunk in zip(shard_paths, chunks)]
         for process in processes:
             process.start()
@@ -110,6 +130,9 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
     summary = finalize(target, env_args)
     summary.update({"seconds": time.perf_counter() - start, "workers": workers, "seed": seed, "split": split,
                     "bytes": target.stat().st_size, "path": str(target)})
+    if bags_dir is not None:
+        summary.update({"bags_dir": str(bags_dir), "bags": len(list(bags_dir.iterdir())), "bag_storage": bag_storage,
+                        "bag_bytes": sum(f.stat().st_size for f in bags_dir.rglob("*") if f.is_file())})
     (out_dir / "generation.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_preview(target, out_dir / "preview.png")
     return summary

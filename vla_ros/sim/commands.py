@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="which instruction paraphrases to use: training or held-out templates (default train)")
     gen.add_argument("--max-steps", type=_positive_int, default=80, help="step limit per episode (default 80)")
     gen.add_argument("--force", action="store_true", help="overwrite an existing data set in --out")
+    gen.add_argument("--bags", action="store_true",
+                     help="also write each episode as a rosbag2 bag DIR/bags/episode_NNNNNN: camera, joint states, "
+                          "instruction, task and the expert's actions on /vla/expert_action (docs/bags.md)")
+    gen.add_argument("--bag-storage", choices=("mcap", "sqlite3"), default="mcap",
+                     help="storage of the episode bags (default mcap)")
     gen.set_defaults(func=_generate)
 
     info = data_sub.add_parser("info", help="print counts and action statistics of a data set",
@@ -88,12 +93,18 @@ def _generate(args: argparse.Namespace) -> int:
                          f"choose another --out or pass --force to overwrite it")
     if args.out.exists() and not args.out.is_dir():
         raise SystemExit(f"vla-ros data generate: --out {args.out} is a file; give a directory")
+    if args.bags and (args.out / "bags").exists() and not args.force:
+        raise SystemExit(f"vla-ros data generate: {args.out / 'bags'} already exists; "
+                         f"choose another --out or pass --force to replace it")
     summary = generate_dataset(args.out, args.episodes, seed=args.seed, workers=args.workers,
                                image_size=args.image_size, camera=args.camera, split=args.split,
-                               max_steps=args.max_steps)
+                               max_steps=args.max_steps, bags=args.bags, bag_storage=args.bag_storage)
     print(f"wrote {summary['path']}: {summary['episodes']} episodes, {summary['successful']} successful "
           f"({summary['success_rate']:.1%}), {summary['samples']} steps, {summary['bytes'] / 1e6:.1f} MB "
           f"in {summary['seconds']:.0f} s")
+    if args.bags:
+        print(f"wrote {summary['bags']} episode bags ({summary['bag_storage']}, {summary['bag_bytes'] / 1e6:.1f} MB) "
+              f"to {summary['bags_dir']}")
     for family, rate in summary["success_rate_per_family"].items():
         print(f"  {family:6s} success {rate:.1%} of {summary['episodes_per_family'][family]}")
     return 0
