@@ -14,6 +14,7 @@ NODES = (
     "safety_monitor",
     "widowx_sim",
     "bag_player",
+    "vla_policy",
 )
 
 setup(

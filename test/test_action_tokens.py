@@ -127,3 +127,18 @@ def test_pack_refuses_bad_inputs():
         pack_action_tokens(np.zeros((2, 4), np.int64), 0, TASK, IDENTITY)
     with pytest.raises(ValueError, match=r"\[0, 2\*\*31\)"):
         packed(tokens=(-1, 2))
+
+
+def test_the_decoders_check_narrows_ids_per_position_for_residual_vq():
+    from vla_ros.core.token_checks import check_token_message
+
+    low, high = np.array([0, 0, 16, 16]), np.array([16, 16, 32, 32])  # two levels of a 16-code book
+    fine_in_coarse = pack_action_tokens(np.array([20, 1, 17, 18]), 1, "pick up the red block", "00000000000000aa")
+    verdict = check_token_message(fine_in_coarse.dims, fine_in_coarse.data_offset, fine_in_coarse.data,
+                                  vocab_size=32, tokens_per_chunk=4, identity="00000000000000aa",
+                                  task="pick up the red block", token_ranges=(low, high))
+    assert verdict.reason_key == "out_of_range" and "position 0" in verdict.reason
+    good = pack_action_tokens(np.array([3, 1, 17, 18]), 1, "pick up the red block", "00000000000000aa")
+    assert check_token_message(good.dims, good.data_offset, good.data, vocab_size=32, tokens_per_chunk=4,
+                               identity="00000000000000aa", task="pick up the red block",
+                               token_ranges=(low, high)).tokens is not None

@@ -99,6 +99,171 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(func=_info)
     bag.set_defaults(func=lambda args: (bag.print_help(), 2)[1])
+    _register_replay(subparsers)
+    _register_sanity(subparsers)
+
+
+def _register_replay(subparsers: argparse._SubParsersAction) -> None:
+    replay = subparsers.add_parser(
+        "replay", help="run the policy → decoder → executor → safety chain on a bag, offline and deterministic",
+        description="Replay a bag's camera frames, joint states and task through the same core logic as the "
+                    "camera_ingest, vla_policy (greedy), action_decoder, chunk_executor and safety_monitor nodes, "
+                    "single-threaded on the bag's clock. Writes OUT/replay (a bag with every output topic) and "
+                    "OUT/summary.json (latency per stage, chunks, vetoes by rule, command statistics). With "
+                    "--check, compares the output with a golden run and names the first divergence (docs/bags.md).",
+        epilog="example: vla-ros replay --bag session1 --out runs/replay1 --check test/data/replay/golden")
+    replay.add_argument("--bag", type=Path, required=True,
+                        help="input bag: /camera/image_raw (or .../compressed), /joint_states, /vla/task or "
+                             "/vla/instruction")
+    replay.add_argument("--out", type=Path,
+                        help="output folder to create (required unless --check; with --check alone the output "
+                             "goes to a temporary folder)")
+    replay.add_argument("--graph", default="widowx",
+                        help="graph whose node parameters the chain uses (name under config/ or a YAML path; "
+                             "default widowx)")
+    replay.add_argument("--arg", dest="graph_args", nargs="+", default=[], metavar="NAME:=VALUE",
+                        help="graph arguments, as for `vla-ros launch`, e.g. image_size:=64")
+    replay.add_argument("--policy", type=Path,
+                        help="policy directory (default: the graph's policy_path); its tokenizer/ decodes unless "
+                             "--tokenizer is given")
+    replay.add_argument("--tokenizer", type=Path,
+                        help="the decoder's tokenizer directory (default: the policy's, or the graph's "
+                             "tokenizer_path)")
+    replay.add_argument("--task", help="use this task instead of the bag's /vla/task or /vla/instruction")
+    replay.add_argument("--check", type=Path, metavar="GOLDEN",
+                        help="golden replay output (folder or bag) to compare with; exit 1 on a divergence")
+    replay.add_argument("--write-golden", action="store_true",
+                        help="with --check: (re)create GOLDEN from this run instead of comparing")
+    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.set_defaults(func=_replay)
+
+
+def _register_sanity(subparsers: argparse._SubParsersAction) -> None:
+    sanity = subparsers.add_parser(
+        "sanity", help="OpenVLA's sanity checks: replay demonstration actions; compare policy actions",
+        description="Two checks from OpenVLA's troubleshooting advice, on a data set (dataset.hdf5) or episode "
+                    "bags (`vla-ros data generate --bags`). Each prints a table and writes OUT/<check>.json.")
+    sub = sanity.add_subparsers(dest="sanity_command", metavar="CHECK")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", type=Path, required=True,
+                        help="data set directory or dataset.hdf5, a folder of episode bags, or one episode bag")
+    common.add_argument("--episodes", type=_positive_int, help="only the first N episodes")
+    common.add_argument("--out", type=Path, help="folder for the results JSON")
+    common.add_argument("--quiet", action="store_true", help="no progress bar")
+    actions = sub.add_parser(
+        "replay-actions", parents=[common], help="recorded actions through executor + simulated arm reproduce the "
+                                                 "recorded outcome",
+        description="Reset the workcell with each episode's seed and task, feed the recorded actions as 8-step "
+                    "chunks through the executor core (sliding window, execute 3), the EE integrator and "
+                    "Workcell.set_joint_targets/advance, and compare success with the recorded success. Reports "
+                    "the agreement rate and the end-effector error at the last recorded observation.")
+    actions.set_defaults(func=_sanity_replay_actions)
+    policy = sub.add_parser(
+        "policy-actions", parents=[common], help="recorded images through the policy give the demonstrated actions",
+        description="For every recorded frame, infer a chunk greedily, decode it and compare with the "
+                    "demonstration's next 8 actions: normalized RMSE per dimension (the tokenizer's q01/q99 "
+                    "scaling) and gripper agreement, against the mean action and the tokenizer's own round trip.")
+    policy.add_argument("--policy", type=Path, default=Path("models/policy/vla"),
+                        help="policy directory (default models/policy/vla)")
+    policy.set_defaults(func=_sanity_policy_actions)
+    sanity.set_defaults(func=lambda args: (sanity.print_help(), 2)[1])
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from vla_ros.bags.errors import BagError
+    from vla_ros.bags.golden import check_against_golden
+    from vla_ros.bags.replay import ReplayOptions, run_replay
+
+    if args.out is None and args.check is None:
+        print("vla-ros replay: give --out DIR for the output, or --check GOLDEN to compare with a golden run",
+              file=sys.stderr)
+        return 2
+    if args.write_golden and args.check is None:
+        print("vla-ros replay: --write-golden needs --check GOLDEN (the golden to create)", file=sys.stderr)
+        return 2
+    scratch = Path(tempfile.mkdtemp(prefix="vla_ros_replay_")) if args.out is None else None
+    out = args.out if args.out is not None else scratch / "output"
+    options = ReplayOptions(bag=args.bag, out=out, graph=args.graph, graph_args=args.graph_args, policy=args.policy,
+                            tokenizer=args.tokenizer, task=args.task)
+    try:
+        summary = run_replay(options, progress=not args.quiet, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+        counts = summary["output_messages"]
+        print(f"replayed {summary['bag_seconds']:.2f} s of {args.bag} in {summary['wall_seconds']:.2f} s "
+              f"({summary['speed_vs_real_time']:.1f}x real time): {summary['chunks']} chunks, "
+              f"{counts['/vla/arm_command']} arm commands, vetoes {summary['vetoes_by_rule'] or 'none'}")
+        if args.out is not None:
+            print(f"output: {out} (replay/ bag, summary.json)")
+        if args.check is None:
+            return 0
+        if args.write_golden:
+            if args.check.exists():
+                shutil.rmtree(args.check)
+            shutil.copytree(out, args.check)
+            print(f"wrote golden {args.check}")
+            return 0
+        divergence = check_against_golden(args.check, out)
+    except BagError as exc:
+        print(f"vla-ros replay: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if divergence is None:
+        print(f"matches golden {args.check}")
+        return 0
+    print(f"vla-ros replay: differs from golden {args.check}: {divergence.sentence()}", file=sys.stderr)
+    return 1
+
+
+def _sanity_load(args: argparse.Namespace, with_images: bool):
+    from vla_ros.bags.sanity import load_demonstrations
+
+    return load_demonstrations(args.data, args.episodes, with_images=with_images)
+
+
+def _sanity_replay_actions(args: argparse.Namespace) -> int:
+    from vla_ros.bags.errors import BagError
+    from vla_ros.bags.sanity import check_replay_actions, replay_table, write_result
+
+    try:
+        demos, split = _sanity_load(args, with_images=False)
+        result = check_replay_actions(demos, split, progress=not args.quiet)
+    except (BagError, FileNotFoundError) as exc:
+        print(f"vla-ros sanity replay-actions: {exc}", file=sys.stderr)
+        return 2
+    print(replay_table(result))
+    written = write_result(args.out, "replay_actions", result)
+    if written:
+        print(f"results: {written}")
+    return 0
+
+
+def _sanity_policy_actions(args: argparse.Namespace) -> int:
+    from vla_ros.bags.errors import BagError
+    from vla_ros.bags.sanity import check_policy_actions, policy_table, write_result
+    from vla_ros.core.resources import resolve_resource
+    from vla_ros.policy.modeling_vla import PolicyLoadError
+    from vla_ros.policy.runners import PolicyRunner
+
+    policy = resolve_resource(args.policy)
+    try:
+        if not policy.exists():
+            raise BagError(f"policy {policy} does not exist; give a policy directory from `vla-ros train` with "
+                           "--policy")
+        runner = PolicyRunner(policy, "builtin-torch", threads=1)
+        demos, _ = _sanity_load(args, with_images=True)
+        result = check_policy_actions(demos, runner, progress=not args.quiet)
+    except (BagError, PolicyLoadError, FileNotFoundError) as exc:
+        print(f"vla-ros sanity policy-actions: {exc}", file=sys.stderr)
+        return 2
+    print(policy_table(result))
+    written = write_result(args.out, "policy_actions", {**result, "policy_path": str(policy)})
+    if written:
+        print(f"results: {written}")
+    return 0
 
 
 def _fail(command: str, message: str) -> int:

@@ -85,7 +85,7 @@ class ActionDecoder(Node):
         verdict = check_token_message(
             [(d.label, d.size, d.stride) for d in msg.layout.dim], msg.layout.data_offset, msg.data,
             vocab_size=self.tokenizer.vocab_size, tokens_per_chunk=self.tokenizer.tokens_per_chunk,
-            identity=self.tokenizer.identity, task=self.task,
+            identity=self.tokenizer.identity, task=self.task, token_ranges=self.tokenizer.token_ranges(),
         )
         if verdict.tokens is None:
             self.rejected[verdict.reason_key] += 1

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
@@ -19,9 +18,8 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
 from vla_ros.core.action_chunks import ChunkError, parse_chunk
-from vla_ros.core.action_tokens import task_hash
-from vla_ros.core.ee_integration import EndEffectorIntegrator
-from vla_ros.core.executor import ChunkExecutor, ExecutorConfig
+from vla_ros.core.control_loop import ControlLoop, ControlSettings
+from vla_ros.core.executor import ExecutorConfig
 from vla_ros.core.timing import Samples
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
@@ -50,15 +48,14 @@ class ChunkExecutorNode(Node):
         super().__init__("chunk_executor")
         self.params = declare_parameters(self, PARAMETERS)
         self.period = 1.0 / self.params["control_rate"]
-        self.executor_logic = ChunkExecutor(ExecutorConfig(
-            execute_steps=self.params["execute_steps"], control_period_s=self.period,
-            blend=self.params["blend"], blend_decay=self.params["blend_decay"]))
-        self.integrator = EndEffectorIntegrator()
+        self.loop = ControlLoop(ControlSettings(
+            ExecutorConfig(execute_steps=self.params["execute_steps"], control_period_s=self.period,
+                           blend=self.params["blend"], blend_decay=self.params["blend_decay"]),
+            joint_state_timeout_s=self.params["joint_state_timeout"],
+            reanchor_after_s=self.params["reanchor_after"]))
+        self.executor_logic = self.loop.executor
         self.lock = threading.Lock()  # the control thread and the callbacks share the executor state
         self.task = ""
-        self.joint_positions: np.ndarray | None = None
-        self.joint_stamp = 0.0
-        self.hold_since: float | None = None
         self.counts = {"chunks": 0, "rejected": 0, "commands": 0, "holds": 0, "unreachable": 0, "vetoes_seen": 0}
         self.hold_reason = "idle"
         self.last_rejection = ""
@@ -85,22 +82,17 @@ class ChunkExecutorNode(Node):
     def on_task(self, msg: String) -> None:
         with self.lock:
             self.task = msg.data
-            self.executor_logic.set_task(task_hash(msg.data) if msg.data else None)
-            self.integrator.release()
+            self.loop.set_task(msg.data)
 
     def on_veto(self, msg: String) -> None:
         # The gate held the arm where it is: integrate from there, not from the vetoed target.
         with self.lock:
-            self.integrator.release()
+            self.loop.vetoed()
         self.counts["vetoes_seen"] += 1
 
     def on_joint_states(self, msg: JointState) -> None:
-        index = {name: i for i, name in enumerate(msg.name)}
-        if not all(name in index for name in JOINT_NAMES) or len(msg.position) < len(msg.name):
-            return
-        positions = np.array([msg.position[index[name]] for name in JOINT_NAMES])
-        if np.all(np.isfinite(positions)):
-            self.joint_positions, self.joint_stamp = positions, time.monotonic()
+        with self.lock:
+            self.loop.update_joints(msg.name, msg.position, time.monotonic(), JOINT_NAMES)
 
     def on_chunk(self, msg: JointTrajectory) -> None:
         try:
@@ -144,35 +136,21 @@ class ChunkExecutorNode(Node):
 
     def control_tick(self) -> None:
         with self.lock:
-            step = self.executor_logic.tick(self.now_s())
-            joints_fresh = (self.joint_positions is not None
-                            and time.monotonic() - self.joint_stamp < self.params["joint_state_timeout"])
-            if step.hold or not joints_fresh:
-                self._hold(step.reason if step.hold else "no fresh /joint_states")
-                return
-            if not self.integrator.anchored:
-                self.integrator.anchor(self.joint_positions)
-            targets = self.integrator.apply(step.action)
-            self.hold_since = None
+            output = self.loop.tick(self.now_s(), time.monotonic())
+        if output.targets is None:
+            self.counts["holds"] += output.new_hold
+            self.hold_reason = output.reason
+            return
+        step, targets = output.step, output.targets
         if step.arrival_margin_s is not None:
             self.margin.add(step.arrival_margin_s)
         self.counts["unreachable"] += not targets.ik.reached
-        stamp_ns = int(round(step.chunk_stamp_s * 1e9))  # commands carry their observation stamp
+        stamp_ns = output.stamp_ns  # commands carry their observation stamp
         self.arm_pub.publish(joint_command(JOINT_NAMES, targets.arm, self.period, stamp_ns))
         self.gripper_pub.publish(joint_command(["gripper"], [targets.gripper], self.period, stamp_ns))
         self.counts["commands"] += 1
         self.latency.add(self.now_s() - step.chunk_stamp_s)
         self.hold_reason = ""
-
-    def _hold(self, reason: str) -> None:
-        """Publish nothing: the controllers keep the last target. Re-anchor after a long hold."""
-        now = time.monotonic()
-        if self.hold_since is None:
-            self.hold_since = now
-            self.counts["holds"] += 1
-        elif now - self.hold_since > self.params["reanchor_after"]:
-            self.integrator.release()
-        self.hold_reason = reason
 
     def report(self):
         values = {**{k: str(v) for k, v in self.counts.items()}, "task": self.task, "hold_reason": self.hold_reason,

@@ -23,13 +23,10 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
-from vla_ros.core.safety.gate import FORWARD, HOLD, Decision, JointSnapshot, SafetyGate
-from vla_ros.core.safety.limits import (
-    BRIDGE_WORKSPACE_MAX,
-    BRIDGE_WORKSPACE_MIN,
-    DEFAULT_MAX_JOINT_VELOCITY,
-    SafetyLimits,
-)
+from vla_ros.core.safety.gate import FORWARD, HOLD, Decision, SafetyGate
+from vla_ros.core.joint_commands import single_point
+from vla_ros.core.safety.configuration import gate_from_parameters, joint_snapshot
+from vla_ros.core.safety.limits import BRIDGE_WORKSPACE_MAX, BRIDGE_WORKSPACE_MIN, DEFAULT_MAX_JOINT_VELOCITY
 from vla_ros.core.safety.rules import ArmCommand
 from vla_ros.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
@@ -37,7 +34,7 @@ from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASE_WATCH
 from vla_ros.nodes.runtime import run_node
 from vla_ros.nodes.trajectory_messages import joint_command
 from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
-from vla_ros.sim.workcell import FINGER_CLOSED, FINGER_OPEN, finger_position
+from vla_ros.sim.workcell import finger_position
 
 FINGER_JOINT = "left_finger"
 
@@ -115,23 +112,11 @@ class SafetyMonitor(LifecycleNode):
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        p = self.params
-        limits = SafetyLimits(
-            joint_lower=self.kinematics.joint_limits[:, 0], joint_upper=self.kinematics.joint_limits[:, 1],
-            position_margin=p["position_margin"], max_joint_velocity=np.array(p["max_joint_velocity"], float),
-            max_joint_acceleration=p["max_joint_acceleration"], jump_factor=p["jump_factor"],
-            workspace_min=np.array(p["workspace_min"], float), workspace_max=np.array(p["workspace_max"], float),
-            slowdown_band=p["slowdown_band"], max_ee_speed=p["max_ee_speed"], max_obs_age=p["max_obs_age"],
-            max_joint_state_age=p["max_joint_state_age"], clock_jump=p["clock_jump"],
-            max_gripper_effort=p["max_gripper_effort"],
-        )
-        gate = SafetyGate(limits, self.kinematics.fk, max_command_rate=p["max_command_rate"])
+        gate = gate_from_parameters(self.params, self.kinematics)
         if gate.problems:
             self.state_label = f"misconfigured: {'; '.join(gate.problems)}"
             self.get_logger().error(f"not configured, forwarding nothing: {self.state_label}")
             return TransitionCallbackReturn.FAILURE
-        gate.add_lease("vla_policy", p["policy_lease"])
-        gate.add_lease("chunk_executor", 0.0)
         self.gate = gate
         self.state_label = "inactive"
         return TransitionCallbackReturn.SUCCESS
@@ -160,19 +145,9 @@ class SafetyMonitor(LifecycleNode):
     def on_joint_states(self, msg: JointState) -> None:
         if self.gate is None:
             return
-        index = {n: i for i, n in enumerate(msg.name)}
-        if not all(n in index for n in JOINT_NAMES) or len(msg.position) < len(msg.name):
-            return
-        positions = np.array([msg.position[index[n]] for n in JOINT_NAMES])
-        velocities = (np.array([msg.velocity[index[n]] for n in JOINT_NAMES])
-                      if len(msg.velocity) == len(msg.name) else None)
-        opening = effort = None
-        if "left_finger" in index:
-            finger = msg.position[index["left_finger"]]
-            opening = float(np.clip((finger - FINGER_CLOSED) / (FINGER_OPEN - FINGER_CLOSED), 0.0, 1.0))
-            if len(msg.effort) == len(msg.name):
-                effort = float(msg.effort[index["left_finger"]])
-        self.gate.update_joints(JointSnapshot(positions, velocities, opening, effort, time.monotonic()))
+        snapshot = joint_snapshot(msg, time.monotonic())
+        if snapshot is not None:
+            self.gate.update_joints(snapshot)
 
     @_locked
     def on_liveliness(self, name: str, event) -> None:
@@ -221,7 +196,7 @@ class SafetyMonitor(LifecycleNode):
     # --- commands -------------------------------------------------------------------------------------
     @_locked
     def on_arm(self, msg: JointTrajectory) -> None:
-        command = _single_point(msg, list(JOINT_NAMES))
+        command = single_point(msg, list(JOINT_NAMES))
         if isinstance(command, str):
             self.veto(f"arm command refused: {command}")
             return
@@ -234,7 +209,7 @@ class SafetyMonitor(LifecycleNode):
 
     @_locked
     def on_gripper(self, msg: JointTrajectory) -> None:
-        command = _single_point(msg, ["gripper"])
+        command = single_point(msg, ["gripper"])
         if isinstance(command, str):
             self.veto(f"gripper command refused: {command}")
             return
@@ -273,20 +248,6 @@ class SafetyMonitor(LifecycleNode):
         if self.gate.blocks:
             return WARN, f"holding: {values['blocks']}", values
         return (OK if self.gate.active else WARN), self.state_label, values
-
-
-def _single_point(msg: JointTrajectory, names: list[str]):
-    """(positions in `names` order, reach time) of a one-point trajectory, or why it is malformed."""
-    index = {n: i for i, n in enumerate(msg.joint_names)}
-    if any(n not in index for n in names):
-        return f"joint_names {list(msg.joint_names)} do not cover {names}"
-    if len(msg.points) != 1:
-        return f"expected one trajectory point, got {len(msg.points)}"
-    point = msg.points[0]
-    if len(point.positions) != len(msg.joint_names):
-        return f"{len(point.positions)} positions for {len(msg.joint_names)} joints"
-    positions = np.array([point.positions[index[n]] for n in names], dtype=np.float64)
-    return positions, point.time_from_start.sec + point.time_from_start.nanosec * 1e-9
 
 
 def main(args: list[str] | None = None) -> int:

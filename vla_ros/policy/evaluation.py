@@ -1,0 +1,203 @@
+"""Closed-loop evaluation in the simulated workcell: success per task family, with the design's sliding window.
+
+Each replanning point renders the camera, generates one chunk, decodes it with the policy's
+tokenizer and executes its first `execute` steps (3 of 8), then replans. Seeds:
+
+    train       seed i, family i mod 4: the episodes `vla-ros data generate --seed 0` recorded
+    unseen      seeds from 1 000 000 (never used for data), training phrasings
+    paraphrase  seeds from 2 000 000, held-out templates (phrasings never seen in training)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "paraphrase", "unseen")
+SEED_BASE = {"train": 0, "unseen": 1_000_000, "paraphrase": 2_000_000}
+WORKCELL_SPLIT = {"train": "train", "unseen": "train", "paraphrase": "heldout"}
+EXECUTE_STEPS = 3
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    family: str
+    instruction: str
+    success: bool
+    steps: int
+    inferences: int
+    candidates: int  # blocks on the table that the instruction could have named
+    chance: float  # success probability of doing a random task of the right family in this scene
+    plans: list[str] = field(default_factory=list)
+
+
+def chance_of_family(family: str, blocks: int, receptacles: int) -> float:
+    """1 / the number of distinct tasks of `family` the scene allows (what a policy guessing the objects gets)."""
+    choices = {"pick": blocks, "place": blocks * max(1, receptacles), "stack": blocks * max(1, blocks - 1),
+               "push": blocks * 2}[family]
+    return 1.0 / max(1, choices)
+
+
+class PolicyActor:
+    """Sliding-window control with a learned policy: one chunk per replanning point, first `execute` steps run."""
+
+    def __init__(self, runner, execute: int = EXECUTE_STEPS, plan: bool = False, blank_instruction: bool = False,
+                 temperature: float | None = None, seed: int = 0):
+        self.runner = runner
+        self.execute = execute
+        self.plan = plan
+        self.blank = blank_instruction
+        self.temperature = temperature
+        self.rng = np.random.default_rng(seed)
+
+    def chunk(self, observation, instruction: str) -> tuple[np.ndarray, str]:
+        """Decoded actions [8, 7] for the observation, and the plan text ('' without a plan)."""
+        text = "" if self.blank else instruction
+        generated = self.runner.infer(observation.image[None], [text], observation.joint_pos[None], plan=self.plan,
+                                      temperature=self.temperature, rng=self.rng)
+        actions = self.runner.tokenizer.decode(generated.tokens)[0]
+        plan = self.runner.plan_text(generated.plans[0]) if generated.plans else ""
+        return actions, plan
+
+
+def run_episode(workcell, actor, seed: int, family: str, max_steps: int = 80, on_frame=None) -> EpisodeResult:
+    """One closed-loop episode; `actor` is a `PolicyActor` or None for the scripted expert."""
+    from vla_ros.sim.expert import ScriptedExpert
+
+    observation = workcell.reset(seed, family=family)
+    task = workcell.task
+    layout = workcell.layout
+    blocks = len(layout.block_colours())
+    receptacles = sum(layout.has(r) for r in ("plate", "towel"))
+    result = EpisodeResult(seed=seed, family=task.family, instruction=task.instruction, success=False, steps=0,
+                           inferences=0, candidates=blocks, chance=chance_of_family(task.family, blocks, receptacles))
+    expert = ScriptedExpert() if actor is None else None
+    while result.steps < max_steps and not result.success:
+        if expert is not None:
+            action, phase = expert.act(workcell)
+            actions, plan = [action], phase
+        else:
+            actions, plan = actor.chunk(observation, task.instruction)
+            actions = actions[: actor.execute]
+            result.inferences += 1
+            result.plans.append(plan)
+        for index, action in enumerate(actions):
+            last = index == len(actions) - 1
+            observation = workcell.step(action, render=(expert is None and last) or on_frame is not None)
+            result.steps += 1
+            if on_frame is not None:
+                on_frame(observation, plan)
+            if workcell.success():
+                result.success = True
+                break
+            if result.steps >= max_steps:
+                break
+        if expert is None and not result.success and observation.image is None:
+            observation = workcell.observe()
+    return result
+
+
+def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, blank_instruction: bool = False,
+             plan: bool = False, videos: int = 0, temperature: float | None = None, seed: int = 0,
+             max_steps: int = 80, progress: bool = True, label: str = "") -> dict:
+    """Run `episodes` closed-loop episodes (families in turn) and summarize; `runner` None = scripted expert."""
+    from tqdm import tqdm
+
+    from vla_ros.sim.tasks import FAMILIES
+    from vla_ros.sim.video import annotate, write_video
+    from vla_ros.sim.workcell import Workcell
+
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    actor = None if runner is None else PolicyActor(runner, plan=plan, blank_instruction=blank_instruction,
+                                                    temperature=temperature, seed=seed)
+    results: list[EpisodeResult] = []
+    started = time.perf_counter()
+    image_size = runner.config.image_size if runner is not None else 128
+    with Workcell(image_size=image_size, split=WORKCELL_SPLIT[split]) as workcell:
+        bar = tqdm(range(episodes), desc=f"eval {label or split}", unit="ep", disable=not progress)
+        for index in bar:
+            family = FAMILIES[index % len(FAMILIES)]
+            frames: list[np.ndarray] = []
+            record = out_dir is not None and index < videos
+
+            def on_frame(observation, plan_text, frames=frames):
+                frame = workcell.render(size=(256, 256))
+                caption = "" if actor is not None and actor.blank else workcell.task.instruction
+                frames.append(annotate(frame, caption or "(blank instruction)", observation.step, plan_text))
+
+            result = run_episode(workcell, actor, SEED_BASE[split] + index, family, max_steps,
+                                 on_frame if record else None)
+            results.append(result)
+            if record:
+                final = annotate(workcell.render(size=(256, 256)), result.instruction, result.steps,
+                                 "SUCCESS" if result.success else "failed")
+                write_video(out_dir / "videos" / f"{split}_{index:03d}_{result.family}.mp4", frames + [final] * 5)
+            bar.set_postfix(success=f"{np.mean([r.success for r in results]):.0%}")
+    summary = summarize(results, split, label, time.perf_counter() - started, blank_instruction, plan)
+    if out_dir is not None:
+        write_results(out_dir, summary, results)
+    return summary
+
+
+def summarize(results: list[EpisodeResult], split: str, label: str, seconds: float, blank: bool, plan: bool) -> dict:
+    families = sorted({r.family for r in results})
+    per_family = {}
+    for family in families:
+        rows = [r for r in results if r.family == family]
+        per_family[family] = {"episodes": len(rows), "successes": int(sum(r.success for r in rows)),
+                              "success_rate": float(np.mean([r.success for r in rows])),
+                              "mean_steps": float(np.mean([r.steps for r in rows])),
+                              "chance": float(np.mean([r.chance for r in rows]))}
+    return {
+        "label": label or split, "split": split, "blank_instruction": blank, "plan": plan, "episodes": len(results),
+        "success_rate": float(np.mean([r.success for r in results])) if results else 0.0,
+        "mean_over_families": float(np.mean([v["success_rate"] for v in per_family.values()])) if per_family else 0.0,
+        "chance_over_families": float(np.mean([v["chance"] for v in per_family.values()])) if per_family else 0.0,
+        "per_family": per_family, "seconds": round(seconds, 1),
+        "inferences": int(sum(r.inferences for r in results)),
+    }
+
+
+def markdown_table(summaries: list[dict]) -> str:
+    """One row per evaluation, one column per family, plus the mean over families."""
+    families = sorted({f for s in summaries for f in s["per_family"]})
+    lines = ["| run | split | " + " | ".join(families) + " | mean over families |",
+             "|---|---|" + "---|" * len(families) + "---|"]
+    for s in summaries:
+        cells = [f"{s['per_family'][f]['success_rate']:.0%} ({s['per_family'][f]['successes']}/"
+                 f"{s['per_family'][f]['episodes']})" if f in s["per_family"] else "–" for f in families]
+        lines.append(f"| {s['label']} | {s['split']} | " + " | ".join(cells) + f" | **{s['mean_over_families']:.1%}** |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out_dir: Path, summary: dict, results: list[EpisodeResult]) -> None:
+    """results.json (summary + episodes), results.md (table per family) and success.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps({**summary, "episodes_detail": [asdict(r) for r in results]},
+                                                     indent=2) + "\n")
+    (out_dir / "results.md").write_text(markdown_table([summary]))
+    families = list(summary["per_family"])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    rates = [summary["per_family"][f]["success_rate"] for f in families]
+    ax.bar(families, rates, color="tab:blue", label="success")
+    ax.plot(families, [summary["per_family"][f]["chance"] for f in families], "k_", markersize=30,
+            label="chance (random task of the family)")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate")
+    ax.set_title(f"{summary['label']}: {summary['mean_over_families']:.0%} mean over families "
+                 f"({summary['episodes']} episodes)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "success.png", dpi=100)
+    plt.close(fig)

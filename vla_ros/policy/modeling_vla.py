@@ -1,0 +1,197 @@
+"""The VLA policy model: CNN visual tokens + projected MiniLM states + proprioception → a small Llama → token logits.
+
+Sequence layout (fixed length prefix, so that every backend sees the same positions):
+
+    [IMG × grid²][TXT × text_tokens][PROPRIO] [START_…][plan … END_PLAN][action tokens]
+    '-------------------- prefix --------------------' '------------- generated -------------'
+
+The instruction is padded to `text_tokens` word pieces with a learned padding embedding rather
+than masked out: no attention mask is ever needed, training and inference positions agree, and
+the ONNX graphs have static shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vla_ros.policy.configuration_vla import PROPRIO_DIM, VLAConfig
+from vla_ros.policy.vision import VisionEncoder
+from vla_ros.policy.vocabulary import Vocabulary
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+IMAGE_SEGMENT, TEXT_SEGMENT, PROPRIO_SEGMENT = 0, 1, 2
+
+
+class PolicyLoadError(ValueError):
+    """A policy directory that cannot be used; the message is one sentence naming the input."""
+
+
+class TokenizerMismatchError(PolicyLoadError):
+    """The policy was trained on other action ids than the given tokenizer's."""
+
+
+def llama_config(config: VLAConfig, vocab_size: int):
+    from transformers import LlamaConfig
+
+    llama = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=config.prefix_length + config.max_generated,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        attention_dropout=0.0,
+        pad_token_id=None,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    llama._attn_implementation = "sdpa"
+    return llama
+
+
+class VLAPolicy(nn.Module):
+    """Early-fusion decoder-only policy; `forward` gives logits for teacher-forced generated tokens."""
+
+    def __init__(self, config: VLAConfig):
+        super().__init__()
+        from transformers import LlamaForCausalLM
+
+        self.config = config
+        self.vocab = Vocabulary(config.action_vocab_size, tuple(config.plan_words), config.max_plan_tokens)
+        width = config.hidden_size
+        self.vision = VisionEncoder(config.image_size, config.image_grid, tuple(config.cnn_channels), width)
+        self.text_projection = nn.Linear(config.text_dim, width)
+        self.text_padding = nn.Parameter(torch.zeros(width))
+        self.proprio_projection = nn.Linear(PROPRIO_DIM, width)
+        self.proprio_missing = nn.Parameter(torch.zeros(width))
+        self.segments = nn.Embedding(3, width)
+        self.llama = LlamaForCausalLM(llama_config(config, self.vocab.size))
+        # Training-only: regresses the normalized chunk where the first action token is predicted, a smooth
+        # signal next to the cross-entropy on code ids (codes of a VQ-VAE say nothing about their distances).
+        self.chunk_head = nn.Linear(width, config.chunk_size * 7)
+        self.register_buffer("proprio_mean", torch.tensor(config.proprio_mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("proprio_std", torch.tensor(config.proprio_std, dtype=torch.float32), persistent=False)
+        for parameter in (self.text_padding, self.proprio_missing):
+            nn.init.normal_(parameter, std=0.02)
+        self.tokenizer = None  # the ActionTokenizer the action ids belong to, when loaded with one
+
+    # ------------------------------------------------------------------------------------ encoding
+    def prefix_embeddings(self, images: torch.Tensor, text_states: torch.Tensor, text_mask: torch.Tensor,
+                          proprio: torch.Tensor | None = None,
+                          proprio_present: torch.Tensor | None = None) -> torch.Tensor:
+        """Observation → prefix embeddings [B, prefix_length, width].
+
+        images uint8 [B, H, W, 3]; text_states [B, text_tokens, 384] and text_mask [B, text_tokens]
+        from `TextEncoder`; proprio [B, 6] joint positions (rad) with proprio_present [B] (0/1).
+        """
+        image_tokens = self.vision(images) + self.segments.weight[IMAGE_SEGMENT]
+        mask = text_mask.to(image_tokens.dtype).unsqueeze(-1)
+        text = self.text_projection(text_states.to(image_tokens.dtype))
+        text_tokens = text * mask + self.text_padding * (1.0 - mask) + self.segments.weight[TEXT_SEGMENT]
+        parts = [image_tokens, text_tokens]
+        if self.config.use_proprio:
+            batch = images.shape[0]
+            if proprio is None:
+                proprio = torch.zeros(batch, PROPRIO_DIM, dtype=image_tokens.dtype, device=images.device)
+                proprio_present = torch.zeros(batch, dtype=image_tokens.dtype, device=images.device)
+            present = proprio_present.to(image_tokens.dtype).reshape(batch, 1)
+            normalized = (proprio.to(image_tokens.dtype) - self.proprio_mean) / self.proprio_std
+            token = self.proprio_projection(normalized) * present + self.proprio_missing * (1.0 - present)
+            parts.append((token + self.segments.weight[PROPRIO_SEGMENT]).unsqueeze(1))
+        return torch.cat(parts, 1)
+
+    def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llama.model.embed_tokens(ids)
+
+    def forward(self, prefix: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: prefix [B, P, width] + generated inputs [B, G] → logits [B, G, vocab]."""
+        return self.llama.lm_head(self.hidden_states(prefix, input_ids))
+
+    def hidden_states(self, prefix: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Final hidden states [B, G, width] at the generated positions."""
+        embeds = torch.cat([prefix, self.token_embeddings(input_ids)], 1)
+        hidden = self.llama.model(inputs_embeds=embeds, use_cache=False).last_hidden_state
+        return hidden[:, prefix.shape[1]:]
+
+    # ------------------------------------------------------------------------------------ persistence
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """config.json + model.safetensors, and the tokenizer in tokenizer/ (a self-contained policy)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE),
+                  metadata={"format": "pt", "tokenizer_identity": self.config.tokenizer_identity})
+        (directory / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(directory / TOKENIZER_DIR)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, tokenizer=None, map_location: str = "cpu") -> "VLAPolicy":
+        """Load a saved policy; its tokenizer is the bundled one unless `tokenizer` is given (then it must match)."""
+        directory = Path(directory)
+        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        if not config_path.is_file() or not weights_path.is_file():
+            raise PolicyLoadError(f"{directory} is not a saved VLA policy (it needs {CONFIG_FILE} and {WEIGHTS_FILE}; "
+                                  f"train one with 'vla-ros train')")
+        try:
+            config = VLAConfig.from_dict(json.loads(config_path.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise PolicyLoadError(f"{config_path} is not a VLA policy config this version can read: {exc}") from None
+        if tokenizer is None and (directory / TOKENIZER_DIR).is_dir():
+            from vla_ros.tokenizers.loading import load_tokenizer
+
+            tokenizer = load_tokenizer(directory / TOKENIZER_DIR)
+        if tokenizer is not None:
+            check_tokenizer(config, tokenizer, directory)
+        model = cls(config)
+        try:
+            state = load_file(str(weights_path), device=map_location)
+            model.load_state_dict(state)
+        except (RuntimeError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise PolicyLoadError(f"{weights_path} does not match its {CONFIG_FILE} ({first})") from None
+        model.tokenizer = tokenizer
+        return model.to(map_location).eval()
+
+
+def check_tokenizer(config: VLAConfig, tokenizer, where: str | Path = "the policy") -> None:
+    """Refuse a tokenizer other than the one the policy was trained with (identity, vocabulary, chunk)."""
+    if tokenizer.identity != config.tokenizer_identity:
+        raise TokenizerMismatchError(
+            f"{where} was trained with {config.tokenizer_kind} tokenizer {config.tokenizer_identity}, "
+            f"not with {tokenizer.kind} tokenizer {tokenizer.identity}; use the tokenizer saved with the policy")
+    if (tokenizer.vocab_size, tokenizer.tokens_per_chunk) != (config.action_vocab_size, config.tokens_per_chunk):
+        raise TokenizerMismatchError(
+            f"{where} expects {config.tokens_per_chunk} tokens per chunk from {config.action_vocab_size} ids, "
+            f"the tokenizer gives {tokenizer.tokens_per_chunk} from {tokenizer.vocab_size}")
+
+
+def new_policy(tokenizer, proprio: np.ndarray | None = None, **overrides) -> VLAPolicy:
+    """An untrained policy for `tokenizer`, with proprioception statistics from joint positions [N, 6]."""
+    values = dict(overrides)
+    if proprio is not None and len(proprio):
+        values.setdefault("proprio_mean", np.asarray(proprio).mean(0).astype(float).tolist())
+        values.setdefault("proprio_std", np.maximum(np.asarray(proprio).std(0), 1e-3).astype(float).tolist())
+    config = VLAConfig(action_vocab_size=tokenizer.vocab_size, tokens_per_chunk=tokenizer.tokens_per_chunk,
+                       chunk_size=tokenizer.chunk_size, tokenizer_kind=tokenizer.kind,
+                       tokenizer_identity=tokenizer.identity,
+                       action_normalization=tokenizer.normalizer.to_dict(), **values)
+    policy = VLAPolicy(config)
+    policy.tokenizer = tokenizer
+    return policy

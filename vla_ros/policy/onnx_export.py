@@ -1,0 +1,152 @@
+"""ONNX export of the policy as two graphs (observation → first logits + cache; one token step) and their runtime.
+
+`prefix.onnx`: images uint8 [B, H, W, 3], text_states [B, N, 384], text_mask [B, N] (0/1 float),
+proprio [B, 6], proprio_present [B], start_ids [B, 1] → logits [B, V], keys / values
+[layers, B, heads, P + 1, head_dim].
+`step.onnx`: ids [B, 1], position [1], past_keys, past_values → logits, keys, values (one longer).
+
+Both are traced from `KVCachedDecoder`, so ONNX and torch run the same arithmetic; the loop
+around them (`generation.decode`) is shared too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vla_ros.policy.generation import KVCachedDecoder
+from vla_ros.policy.modeling_vla import WEIGHTS_FILE, PolicyLoadError, VLAPolicy
+
+ONNX_DIR = "onnx"
+PREFIX_FILE = "prefix.onnx"
+STEP_FILE = "step.onnx"
+OPSET = 17
+PREFIX_INPUTS = ("images", "text_states", "text_mask", "proprio", "proprio_present", "start_ids")
+STEP_INPUTS = ("ids", "position", "past_keys", "past_values")
+OUTPUTS = ("logits", "keys", "values")
+
+
+class _PrefixGraph(nn.Module):
+    def __init__(self, policy: VLAPolicy, decoder: KVCachedDecoder):
+        super().__init__()
+        self.policy, self.decoder = policy, decoder
+
+    def forward(self, images, text_states, text_mask, proprio, proprio_present, start_ids):
+        prefix = self.policy.prefix_embeddings(images, text_states, text_mask, proprio, proprio_present)
+        return self.decoder.prefill(torch.cat([prefix, self.decoder.embed(start_ids)], 1))
+
+
+class _StepGraph(nn.Module):
+    def __init__(self, decoder: KVCachedDecoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, ids, position, past_keys, past_values):
+        return self.decoder.step(ids, position, past_keys, past_values)
+
+
+def weights_digest(directory: str | Path) -> str:
+    """SHA-256 (16 hex digits) of a saved policy's weights file: ties exported graphs to their weights."""
+    return hashlib.sha256((Path(directory) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+
+
+def export_policy_onnx(policy: VLAPolicy, policy_dir: str | Path) -> Path:
+    """Write POLICY_DIR/onnx/{prefix,step}.onnx for a policy saved in `policy_dir`; returns the onnx folder."""
+    import onnx
+
+    out = Path(policy_dir) / ONNX_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    policy = policy.cpu().eval()
+    decoder = KVCachedDecoder(policy).eval()
+    config = policy.config
+    batch = 1
+    example_prefix = (
+        torch.zeros(batch, config.image_size, config.image_size, 3, dtype=torch.uint8),
+        torch.zeros(batch, config.text_tokens, config.text_dim),
+        torch.ones(batch, config.text_tokens),
+        torch.zeros(batch, 6),
+        torch.ones(batch),
+        torch.full((batch, 1), policy.vocab.start_actions, dtype=torch.long),
+    )
+    with torch.no_grad():
+        _, keys, values = decoder.prefill(torch.zeros(batch, config.prefix_length + 1, config.hidden_size))
+    example_step = (torch.zeros(batch, 1, dtype=torch.long), torch.tensor([config.prefix_length + 1]), keys, values)
+    cache_axes = {1: "batch", 3: "length"}
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript
+        # (not a dependency); these graphs are plain tensor code, which the old exporter handles.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _PrefixGraph(policy, decoder), example_prefix, str(out / PREFIX_FILE), dynamo=False,
+            input_names=list(PREFIX_INPUTS), output_names=list(OUTPUTS), opset_version=OPSET,
+            dynamic_axes={**{name: {0: "batch"} for name in PREFIX_INPUTS}, "logits": {0: "batch"},
+                          "keys": cache_axes, "values": cache_axes})
+        torch.onnx.export(
+            _StepGraph(decoder), example_step, str(out / STEP_FILE), dynamo=False,
+            input_names=list(STEP_INPUTS), output_names=list(OUTPUTS), opset_version=OPSET,
+            dynamic_axes={"ids": {0: "batch"}, "past_keys": cache_axes, "past_values": cache_axes,
+                          "logits": {0: "batch"}, "keys": cache_axes, "values": cache_axes})
+    digest = weights_digest(policy_dir)
+    for name in (PREFIX_FILE, STEP_FILE):
+        model = onnx.load(str(out / name))
+        for key, value in (("tokenizer_identity", config.tokenizer_identity), ("policy_weights", digest)):
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(model, str(out / name))
+    return out
+
+
+class OnnxPolicySession:
+    """onnxruntime sessions of the two graphs (CUDA when present, else CPU), checked against the policy's weights."""
+
+    def __init__(self, policy_dir: str | Path, tokenizer_identity: str, threads: int = 1):
+        import onnxruntime
+
+        from vla_ros.tokenizers.onnx_decoding import available_providers
+
+        folder = Path(policy_dir) / ONNX_DIR
+        paths = [folder / PREFIX_FILE, folder / STEP_FILE]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise PolicyLoadError(f"{policy_dir} has no ONNX export ({missing[0]} is missing); "
+                                  f"run 'vla-ros export-policy --policy {policy_dir}'")
+        onnxruntime.set_default_logger_severity(3)  # CUDA libraries missing on a CPU host is expected, not an error
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # a missing CUDA library is expected on CPU hosts
+        self.sessions = []
+        for path in paths:
+            try:
+                session = onnxruntime.InferenceSession(str(path), options, providers=available_providers())
+            except Exception:  # noqa: BLE001 - a GPU provider that fails to start must not stop the policy
+                session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            meta = session.get_modelmeta().custom_metadata_map
+            if meta.get("tokenizer_identity") != tokenizer_identity:
+                raise PolicyLoadError(f"{path} was exported for tokenizer {meta.get('tokenizer_identity')}, the "
+                                      f"policy uses {tokenizer_identity}; re-run 'vla-ros export-policy'")
+            if meta.get("policy_weights") != weights_digest(policy_dir):
+                raise PolicyLoadError(f"{path} was exported from other weights than {policy_dir}/{WEIGHTS_FILE}; "
+                                      f"re-run 'vla-ros export-policy --policy {policy_dir}'")
+            self.sessions.append(session)
+        self.prefix_session, self.step_session = self.sessions
+
+    @property
+    def providers(self) -> list[str]:
+        return self.prefix_session.get_providers()
+
+    def prefill(self, images: np.ndarray, text_states: np.ndarray, text_mask: np.ndarray, proprio: np.ndarray,
+                proprio_present: np.ndarray, start_ids: np.ndarray) -> tuple[np.ndarray, ...]:
+        feeds = dict(zip(PREFIX_INPUTS, (
+            np.ascontiguousarray(images, np.uint8), text_states.astype(np.float32), text_mask.astype(np.float32),
+            proprio.astype(np.float32), proprio_present.astype(np.float32), start_ids.astype(np.int64))))
+        return tuple(self.prefix_session.run(list(OUTPUTS), feeds))
+
+    def step(self, ids: np.ndarray, position: int, keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
+        feeds = {"ids": ids.astype(np.int64), "position": np.array([position], np.int64),
+                 "past_keys": keys, "past_values": values}
+        return tuple(self.step_session.run(list(OUTPUTS), feeds))

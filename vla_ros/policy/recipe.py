@@ -1,0 +1,25 @@
+"""The default training recipe (no torch import: the CLI reads its defaults for --help)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainRecipe:
+    """The default recipe is the one the shipped model was trained with (docs/policy.md)."""
+
+    steps: int = 8000
+    batch_size: int = 64
+    learning_rate: float = 6e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 300
+    plan_fraction: float = 0.5  # share of samples that generate the plan before the actions
+    proprio_dropout: float = 0.1  # share of samples without joint positions (the node may have none)
+    shift_pixels: int = 4  # random image translation, pixels
+    paraphrase: bool = True
+    chunk_loss_weight: float = 1.0  # auxiliary regression of the normalized chunk (training only)
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    seed: int = 0
+    threads: int = 2

@@ -1,0 +1,123 @@
+"""Training samples for the policy: one per demonstration step (frame, joints, chunk tokens, plan, paraphrases).
+
+The instruction of a sample is re-drawn every time it is used from the *training* templates
+of its task (paraphrase augmentation: "pick up the red block" ↔ "pick the red block up");
+held-out templates are never seen, so the paraphrase split stays an honest test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_ros.policy.vocabulary import Vocabulary
+
+IGNORE = -100
+
+
+def training_paraphrases(instruction: str) -> list[str]:
+    """Every training-template phrasing of the instruction's task (the instruction itself if it names no task)."""
+    from vla_ros.sim.tasks import TRAIN_TEMPLATES, parse_instruction
+
+    try:
+        task = parse_instruction(instruction)
+    except ValueError:
+        return [instruction]
+    phrasings = [template.format(**task.slots()) for template in TRAIN_TEMPLATES[task.family]]
+    return sorted(set(phrasings))
+
+
+def split_names(path: str | Path) -> dict[str, list[str]]:
+    """The data set's mask/train and mask/valid demo names (empty lists when it has no masks)."""
+    import h5py
+
+    from vla_ros.data.episodes import dataset_path
+
+    with h5py.File(dataset_path(path), "r") as f:
+        if "mask" not in f:
+            return {"train": [], "valid": []}
+        return {key: [n.decode() if isinstance(n, bytes) else str(n) for n in f["mask"][key][()]]
+                for key in ("train", "valid") if key in f["mask"]}
+
+
+@dataclass
+class TrainingSet:
+    """Per-step arrays (N samples) plus per-episode phrasings."""
+
+    images: np.ndarray  # uint8 [N, H, W, 3]
+    joint_pos: np.ndarray  # float32 [N, 6]
+    tokens: np.ndarray  # int64 [N, T]: the tokenizer's ids of actions[t:t+H]
+    chunks: np.ndarray  # float32 [N, H, 7]: actions[t:t+H] normalized by the tokenizer (gripper 0/1)
+    plans: np.ndarray  # int64 [N, max_plan_tokens + 1], END_PLAN-terminated, IGNORE-padded
+    episode: np.ndarray  # int64 [N]
+    phrasings: list[list[int]]  # per episode: indices into `instructions`
+    instructions: list[str]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool = True) -> TrainingSet:
+    """Samples of every step of every episode; chunks past an episode's end hold still (tokenizer convention)."""
+    from vla_ros.tokenizers.chunking import chunks_from_episode
+
+    images, joints, tokens, normalized, plans, owner, phrasings = [], [], [], [], [], [], []
+    instructions: dict[str, int] = {}
+    width = vocab.max_plan_tokens + 1
+    for index, episode in enumerate(episodes):
+        if episode.images is None:
+            raise ValueError(f"episode {episode.name} was loaded without images")
+        chunks = chunks_from_episode(episode.actions, tokenizer.chunk_size)
+        tokens.append(tokenizer.encode(chunks))
+        normalized.append(tokenizer.normalizer.normalize(chunks))
+        images.append(episode.images)
+        joints.append(np.asarray(episode.joint_pos, np.float32))
+        for t in range(len(episode.actions)):
+            plan = vocab.plan_ids(episode.phases[t:])
+            plans.append(plan + [IGNORE] * (width - len(plan)))
+        owner.append(np.full(len(episode.actions), index))
+        texts = training_paraphrases(episode.instruction) if paraphrase else [episode.instruction]
+        phrasings.append([instructions.setdefault(text, len(instructions)) for text in texts])
+    return TrainingSet(
+        images=np.concatenate(images), joint_pos=np.concatenate(joints), tokens=np.concatenate(tokens),
+        chunks=np.concatenate(normalized).astype(np.float32),
+        plans=np.asarray(plans, np.int64), episode=np.concatenate(owner), phrasings=phrasings,
+        instructions=list(instructions))
+
+
+def sequences(tokens: np.ndarray, plans: np.ndarray, with_plan: np.ndarray, vocab: Vocabulary
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Teacher-forcing inputs and targets [B, G] for generated parts with or without a plan.
+
+    without plan: inputs [START_ACTIONS, a1 … a(T-1)]               targets [a1 … aT]
+    with plan:    inputs [START_PLAN, p1 … pk, END_PLAN, a1 … a(T-1)]  targets [p1 … pk, END_PLAN, a1 … aT]
+    Rows are right-padded; padded targets are IGNORE (causal attention keeps padding invisible).
+    Also returns, per row, the position whose output predicts the first action token.
+    """
+    batch, count = tokens.shape
+    length = plans.shape[1] + count
+    inputs = np.full((batch, length), vocab.start_actions, np.int64)
+    targets = np.full((batch, length), IGNORE, np.int64)
+    first_action = np.zeros(batch, np.int64)
+    for row in range(batch):
+        plan = plans[row][plans[row] != IGNORE] if with_plan[row] else np.zeros(0, np.int64)
+        start = vocab.start_plan if with_plan[row] else vocab.start_actions
+        generated = np.concatenate([plan, tokens[row]])
+        inputs[row, : len(generated)] = np.concatenate([[start], generated[:-1]])
+        targets[row, : len(generated)] = generated
+        first_action[row] = len(plan)
+    return inputs, targets, first_action
+
+
+def shift_images(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Random translation by up to `pad` pixels (edge-replicated), per image: uint8 [B, H, W, 3]."""
+    if pad <= 0:
+        return images
+    batch, height, width, _ = images.shape
+    padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator)
+    out = torch.stack([padded[i, :, y:y + height, x:x + width] for i, (y, x) in enumerate(offsets.tolist())])
+    return out.round().to(torch.uint8).permute(0, 2, 3, 1)

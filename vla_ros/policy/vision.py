@@ -1,0 +1,53 @@
+"""The vision encoder, trained from scratch: a small CNN that turns a frame into a grid of visual tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Per-channel statistics of the workcell's frames are close to these; exact values matter little
+# because GroupNorm follows the first convolution.
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
+
+
+def _block(inputs: int, outputs: int, kernel: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(inputs, outputs, kernel, stride, padding=kernel // 2),
+        nn.GroupNorm(min(8, outputs // 4), outputs),
+        nn.GELU(),
+    )
+
+
+class VisionEncoder(nn.Module):
+    """uint8 frames [B, H, W, 3] → visual tokens [B, grid², width].
+
+    Stride-2 convolutions bring 128 px to 8 px; a patchify convolution then makes the grid.
+    Two coordinate channels (CoordConv) are appended to the pixels: the policy has to say
+    *where* to move, and explicit coordinates make absolute position cheap to read.
+    """
+
+    def __init__(self, image_size: int, grid: int, channels: tuple[int, ...], width: int):
+        super().__init__()
+        stages = len(channels)
+        reduced = image_size // (2 ** stages)
+        if image_size % (2 ** stages) or reduced % grid:
+            raise ValueError(f"image_size {image_size} must reduce by 2^{stages} to a multiple of grid {grid}")
+        layers, previous = [], 5
+        for index, out in enumerate(channels):
+            layers.append(_block(previous, out, 5 if index == 0 else 3, 2))
+            previous = out
+        self.features = nn.Sequential(*layers)
+        patch = reduced // grid
+        self.patchify = nn.Conv2d(previous, width, patch, patch)
+        self.position = nn.Parameter(torch.zeros(grid * grid, width))
+        nn.init.normal_(self.position, std=0.02)
+        axis = torch.linspace(-1.0, 1.0, image_size)
+        coords = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), 0)  # [2, H, W]: row, column
+        self.register_buffer("coords", coords, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = images.permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+        pixels = (pixels - PIXEL_MEAN) / PIXEL_STD
+        coords = self.coords.unsqueeze(0).expand(pixels.shape[0], -1, -1, -1)
+        grid = self.patchify(self.features(torch.cat([pixels, coords], 1)))  # [B, width, g, g]
+        return grid.flatten(2).transpose(1, 2) + self.position
