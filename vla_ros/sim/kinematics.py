@@ -133,6 +133,15 @@ class ArmKinematics:
                     result = candidate
                 if result.reached:
                     return result
+        # Poses the elbow-up seeds cannot reach (folded back over the base, say): a few fixed random seeds.
+        rng = np.random.default_rng(0)
+        low, high = np.maximum(self.joint_limits[:, 0], -np.pi), np.minimum(self.joint_limits[:, 1], np.pi)
+        for _ in range(16):
+            candidate = self._solve(rng.uniform(low, high), target_pos, target_rot)
+            if candidate.pos_err_m + 0.1 * candidate.rot_err_rad < result.pos_err_m + 0.1 * result.rot_err_rad:
+                result = candidate
+            if result.reached:
+                return result
         return result
 
     def _solve(self, q_seed6: np.ndarray, target_pos: np.ndarray, target_rot: np.ndarray) -> IKResult:
