@@ -38,15 +38,15 @@ LATCHED = QoSProfile(
 DEFAULT = QoSProfile(depth=10)
 
 # Streams the safety monitor watches for a dead producer (executor commands, policy tokens): the writer
-# asserts liveliness every 100 ms at the DDS level (a killed process stops at once), the monitor's reader
-# accepts 150 ms before it reports liveliness lost. Readers without a lease (default QoS) still match.
+# offers a 50 ms liveliness lease, asserted by DDS itself (a killed process stops asserting at once), and the
+# monitor's reader reports liveliness lost after 100 ms. Readers without a lease (default QoS) still match.
 LEASED_COMMANDS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=10,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
     liveliness=LivelinessPolicy.AUTOMATIC,
-    liveliness_lease_duration=Duration(seconds=0.1),
+    liveliness_lease_duration=Duration(seconds=0.05),
 )
 LEASE_WATCH = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
@@ -54,5 +54,5 @@ LEASE_WATCH = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
     liveliness=LivelinessPolicy.AUTOMATIC,
-    liveliness_lease_duration=Duration(seconds=0.15),
+    liveliness_lease_duration=Duration(seconds=0.1),
 )

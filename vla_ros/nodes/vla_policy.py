@@ -24,7 +24,7 @@ from vla_ros.core.preprocess import center_crop_resize
 from vla_ros.core.resources import resolve_resource
 from vla_ros.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, non_negative, positive
-from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR_LATEST
+from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS, SENSOR_LATEST
 from vla_ros.nodes.runtime import run_node
 from vla_ros.policy import scheduling
 
@@ -76,7 +76,8 @@ class VlaPolicy(Node):
                        "rejected_frames": 0, "errors": 0}
         self.last_error = ""
         self.latency = scheduling.LatencyWindow()
-        self.tokens_pub = self.create_publisher(Int32MultiArray, topics.ACTION_TOKENS, COMMANDS)
+        # Leased: the safety monitor holds the arm within ~100 ms when this process dies.
+        self.tokens_pub = self.create_publisher(Int32MultiArray, topics.ACTION_TOKENS, LEASED_COMMANDS)
         self.plan_pub = self.create_publisher(String, topics.PLAN, COMMANDS)
         self.create_subscription(Image, topics.MODEL_IMAGE, self.on_image, SENSOR_LATEST)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
