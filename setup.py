@@ -1,6 +1,7 @@
 """ament_python package definition: `colcon build` on a ROS 2 distribution, `pip install -e .` without one."""
 
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
@@ -26,7 +27,13 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
-        (f"share/{PACKAGE}/models", glob("models/**/*.*", recursive=True)),
+        # One entry per folder keeps models/<kind>/<name>/config.json files apart in share/.
+        *(
+            (f"share/{PACKAGE}/{folder}",
+             sorted(str(f) for f in Path(folder).iterdir() if f.is_file() and not f.name.startswith("checkpoint")))
+            for folder in sorted({str(f.parent) for f in Path("models").rglob("*") if f.is_file()})
+            if not folder.endswith("__pycache__")
+        ),
     ],
     package_data={PACKAGE: ["sim/assets/*", "sim/assets/**/*"]},
     include_package_data=True,
