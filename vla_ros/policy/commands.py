@@ -10,22 +10,11 @@ import json
 import os
 from pathlib import Path
 
+from vla_ros.commands.arguments import non_negative_float as _non_negative_float
+from vla_ros.commands.arguments import positive_int as _positive_int
+
 SPLITS = ("train", "paraphrase", "unseen")
 BACKENDS = ("builtin-torch", "builtin-onnx")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

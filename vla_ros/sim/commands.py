@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from vla_ros.commands.arguments import positive_int as _positive_int
 from vla_ros.sim.video import VIDEO_SUFFIXES
 
 # Policies `sim run --policy NAME` can use: NAME -> factory(workcell) -> policy(observation, instruction) -> action7.
@@ -14,13 +15,6 @@ from vla_ros.sim.video import VIDEO_SUFFIXES
 POLICY_FACTORIES = {
     "expert": lambda workcell: __import__("vla_ros.sim.rollout", fromlist=["ExpertPolicy"]).ExpertPolicy(workcell),
 }
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -9,21 +9,10 @@ import argparse
 import os
 from pathlib import Path
 
+from vla_ros.commands.arguments import non_negative_int as _non_negative_int
+from vla_ros.commands.arguments import positive_int as _positive_int
+
 KINDS = ("vqvae", "rvq", "bins")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

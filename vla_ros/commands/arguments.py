@@ -1,0 +1,33 @@
+"""argparse `type=` checks shared by the subcommands: one clear message naming the bad value."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _number(text: str, kind: type, minimum: float, strict: bool):
+    try:
+        value = kind(text)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {noun}, got '{text}'") from None
+    if value < minimum or (strict and value == minimum):
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, 1, strict=False)
+
+
+def non_negative_int(text: str) -> int:
+    return _number(text, int, 0, strict=False)
+
+
+def positive_float(text: str) -> float:
+    return _number(text, float, 0.0, strict=True)
+
+
+def non_negative_float(text: str) -> float:
+    return _number(text, float, 0.0, strict=False)
