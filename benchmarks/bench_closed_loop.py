@@ -71,7 +71,6 @@ class DiagnosticsSampler:
 
 def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[str], label: str) -> tuple[list, dict]:
     from vla_ros.commands.demo import DemoRun
-    from vla_ros.core import topics
     from vla_ros.graph_process import GraphProcess, ProbeNode
 
     graph = GraphProcess("widowx", *graph_args)
@@ -80,9 +79,7 @@ def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[s
     try:
         run = DemoRun(probe, Path("runs/bench_closed_loop"))
         sampler = DiagnosticsSampler(probe)
-        probe.spin_until(lambda: run.reset.service_is_ready() and run.instruction_pub.get_subscription_count() > 0
-                         and run.tasks and run.sim_parameters.services_are_ready()
-                         and probe.node.count_publishers(topics.ACTION_TOKENS) > 0, 180, "the graph")
+        probe.spin_until(run.ready, 180, "every node of the graph")
         for family, seed in tqdm(seeds, desc=f"ROS {label}"):
             outcome = run.run_task(family, seed, timeout)
             results.append({**outcome, "vetoes": len(outcome["vetoes"])})

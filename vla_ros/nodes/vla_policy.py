@@ -70,7 +70,7 @@ class VlaPolicy(Node):
         self.image_sequence = 0
         self.used_sequence = 0
         self.task = ""
-        self.task_started = time.monotonic()
+        self.task_started = self.get_clock().now().nanoseconds * 1e-9
         self.joints: np.ndarray | None = None
         self.counts = {"chunks_published": 0, "skipped_no_task": 0, "skipped_stale": 0, "discarded_task_changed": 0,
                        "rejected_frames": 0, "errors": 0}
@@ -129,7 +129,7 @@ class VlaPolicy(Node):
         with self.lock:
             if msg.data != self.task:
                 self.task = msg.data
-                self.task_started = time.monotonic()
+                self.task_started = self.get_clock().now().nanoseconds * 1e-9  # the stamps' clock
                 self.lock.notify()
 
     def on_joint_states(self, msg: JointState) -> None:
@@ -172,7 +172,9 @@ class VlaPolicy(Node):
         plan_text = ""
         try:
             if self.replay is not None:
-                tokens = self.replay.tokens_at(scheduling.replay_step(time.monotonic() - task_started))
+                # Index by the frame's stamp, the time the executor aligns the chunk to.
+                taken = Time.from_msg(image.header.stamp).nanoseconds * 1e-9
+                tokens = self.replay.tokens_at(scheduling.replay_step(taken - task_started))
             else:
                 rgb = image_to_rgb8(image)
                 if rgb.shape[:2] != (self.image_size, self.image_size):

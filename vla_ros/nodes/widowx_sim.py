@@ -102,7 +102,7 @@ class WidowXSim(Node):
 
     # --- layout and task ------------------------------------------------------------------------------
     def _reset_layout(self, seed: int) -> None:
-        family = self.params["family"] or None
+        family = self.get_parameter("family").value or None
         self.workcell.reset(seed=seed, family=family)
         self.suggested = self.workcell.task.instruction
         self.arm = TrajectoryFollower(self.workcell.q_target)

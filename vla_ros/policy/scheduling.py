@@ -36,8 +36,12 @@ def decide(task: str, image_sequence: int, used_sequence: int, image_age_s: floa
 
 
 def replay_step(elapsed_s: float, control_hz: float = 5.0) -> int:
-    """Control steps since the task started (the replay backend's chunk index)."""
-    return max(0, int(np.floor(elapsed_s * control_hz + 1e-9)))
+    """The replay backend's chunk index for a frame taken `elapsed_s` after the task started.
+
+    The nearest control step: the executor schedules the chunk's step i at the frame's stamp + i steps, so
+    recorded step k + i then runs at the task start + (k + i) steps, with no step repeated or skipped.
+    """
+    return max(0, int(np.floor(elapsed_s * control_hz + 0.5)))
 
 
 class LatencyWindow:
