@@ -1,10 +1,15 @@
-"""Latency of one 8-token chunk of the VLA policy: HF `generate` without cache, our KV-cached torch, onnxruntime.
+"""Figures of the VLA policy: chunk latency per backend, and the closed-loop success table.
 
-Each timing covers one observation → one chunk of action ids: the CNN and the prefix, then the
-8 generated tokens (the instruction's MiniLM states are cached, as in the node). Writes
-runs/bench_policy/latency.json and latency.png.
+Latency: one observation → one chunk of 8 action ids (CNN, prefix, 8 generated tokens; the
+instruction's MiniLM states are cached, as in the node) for HF `generate` without cache, our
+KV-cached torch path and onnxruntime. Writes runs/bench_policy/latency.json and latency.png.
+
+Success (--success): the rows of docs/benchmarks.md — scripted expert, the policy on unseen seeds
+(training phrasings), on held-out paraphrases, with the instruction blanked, and with the plan —
+through `vla_ros.policy.evaluation`. Writes runs/bench_policy/success.{json,md,png}.
 
     python benchmarks/bench_policy.py [--policy models/policy/vla] [--repeats 200] [--threads 1 2]
+    python benchmarks/bench_policy.py --success --policy models/policy/vla --episodes 100
 """
 
 from __future__ import annotations
@@ -53,8 +58,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=200, help="timed chunks per backend")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="CPU thread counts to measure")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_policy")
+    parser.add_argument("--success", action="store_true", help="run the closed-loop success table instead")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes per success row")
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if args.success:
+        if args.policy is None:
+            parser.error("--success needs --policy")
+        return success_table(args.policy, args.episodes, args.out)
     import torch
     from tqdm import tqdm
 
@@ -107,6 +118,64 @@ def main() -> int:
               f"{row['speedup_vs_hf_uncached']:.1f}× |")
     print(f"wrote {args.out / 'latency.json'} and latency.png")
     return 0
+
+
+def success_table(policy_dir: Path, episodes: int, out: Path) -> int:
+    """Expert, policy (unseen, paraphrase), blank instruction and plan rows in one table."""
+    import torch
+
+    from vla_ros.policy.evaluation import evaluate, markdown_table
+    from vla_ros.policy.runners import PolicyRunner
+
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    runner = PolicyRunner(policy_dir, "builtin-onnx")
+    name = policy_dir.name
+    rows = [
+        dict(runner=None, split="unseen", label="scripted expert (upper bound)"),
+        dict(runner=None, split="paraphrase", label="scripted expert (upper bound)"),
+        dict(runner=runner, split="unseen", label=f"{name}"),
+        dict(runner=runner, split="paraphrase", label=f"{name}"),
+        dict(runner=runner, split="unseen", label=f"{name}, instruction blanked", blank_instruction=True),
+        dict(runner=runner, split="unseen", label=f"{name} + plan (CoT)", plan=True),
+        dict(runner=runner, split="paraphrase", label=f"{name} + plan (CoT)", plan=True),
+    ]
+    summaries = []
+    for row in rows:
+        summaries.append(evaluate(row.pop("runner"), row.pop("split"), episodes, **row, videos=0))
+    table = markdown_table(summaries)
+    blank = summaries[4]
+    table += (f"\nInstruction blanked: {blank['mean_over_families']:.1%} success; chance of doing a random task of "
+              f"the right family in these scenes: {blank['chance_over_families']:.1%}.\n")
+    (out / "success.md").write_text(table)
+    (out / "success.json").write_text(json.dumps(summaries, indent=2) + "\n")
+    write_success_plot(out / "success.png", summaries)
+    print(table)
+    print(f"wrote {out / 'success.md'}, success.json and success.png")
+    return 0
+
+
+def write_success_plot(path: Path, summaries: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = sorted({f for s in summaries for f in s["per_family"]})
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(summaries)
+    for index, summary in enumerate(summaries):
+        rates = [summary["per_family"].get(f, {}).get("success_rate", 0.0) for f in families + []]
+        rates.append(summary["mean_over_families"])
+        positions = np.arange(len(families) + 1) + index * width
+        ax.bar(positions, rates, width, label=f"{summary['label']} [{summary['split']}]")
+    ax.set_xticks(np.arange(len(families) + 1) + 0.4 - width / 2, families + ["mean"])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def write_plot(path: Path, results: dict) -> None:

@@ -167,7 +167,9 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
     checkpoint = out_dir / CHECKPOINT_FILE
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["recipe"] != dataclasses.asdict(recipe) or state["config"] != policy.config.to_dict():
+        same_recipe = {k: v for k, v in state["recipe"].items() if k != "threads"} == \
+            {k: v for k, v in dataclasses.asdict(recipe).items() if k != "threads"}
+        if not same_recipe or state["config"] != policy.config.to_dict():
             raise ValueError(f"{checkpoint} was written by another recipe or model; remove it or pass --restart")
         policy.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
