@@ -113,13 +113,16 @@ def main() -> int:
     parser.add_argument("--policy", default="models/policy/vla")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per ROS episode (80 steps = 16 s)")
     parser.add_argument("--jitter-seconds", type=float, default=60.0, help="length of the 20 Hz run (0 = skip)")
+    parser.add_argument("--seed-base", type=int, default=SEED_BASE,
+                        help="first layout seed (default 1 000 000, never used for data; 0 = the training layouts)")
     parser.add_argument("--out", default="runs/bench_closed_loop")
     args = parser.parse_args()
     os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 30))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = [(family, SEED_BASE + i * len(FAMILIES) + k) for i in range(args.episodes_per_family)
+    # Seed s with family FAMILIES[s % 4]: with --seed-base 0 these are exactly the recorded training episodes.
+    seeds = [(family, args.seed_base + i * len(FAMILIES) + k) for i in range(args.episodes_per_family)
              for k, family in enumerate(FAMILIES)]
     local = in_process(args.policy, seeds)
     ros, stats = through_ros(seeds, args.timeout, [f"policy_path:={args.policy}",
@@ -135,6 +138,7 @@ def main() -> int:
     allowed = int(stats["safety_monitor"].get("allowed") or 0)
     results = {
         "episodes_per_family": args.episodes_per_family,
+        "seed_base": args.seed_base,
         "in_process": {f: rate(local, f) for f in FAMILIES} | {"mean": rate(local)},
         "ros": {f: rate(ros, f) for f in FAMILIES} | {"mean": rate(ros)},
         "ros_stats_5hz": stats,

@@ -56,10 +56,10 @@ class ProbeNode:
 class GraphProcess:
     """`vla-ros launch GRAPH args…` in a subprocess, its output captured line by line."""
 
-    def __init__(self, graph: str, *arguments: str, echo: bool = False):
+    def __init__(self, graph: str, *arguments: str, echo: bool = False, grace_s: float = 10.0):
         self.echo = echo
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "vla_ros.cli", "launch", graph, *arguments, "--grace", "5"],
+            [sys.executable, "-m", "vla_ros.cli", "launch", graph, *arguments, "--grace", str(grace_s)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
