@@ -59,7 +59,7 @@ def ik_accuracy(targets: int) -> dict:
     for _ in tqdm(range(targets), desc="IK", unit="target"):
         pos, rot = kin.fk(rng.uniform(low, high))
         start = time.perf_counter()
-        result = kin.ik(home, pos, rot)
+        result = kin.ik(home, pos, rot, random_restarts=16)
         times.append(time.perf_counter() - start)
         got_pos, got_rot = kin.fk(result.q)
         pos_errs.append(np.linalg.norm(got_pos - pos))

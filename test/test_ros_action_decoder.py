@@ -68,6 +68,7 @@ nodes:
                          and probe.instruction_pub.get_subscription_count() > 0
                          and probe.node.count_publishers(topics.ACTION_CHUNK) > 0
                          and probe.node.count_publishers("/vla/action_chunk_onnx") > 0, 60, "the decoders")
+        probe.wait_for_reports(["instruction_listener", "action_decoder", "action_decoder_onnx"])
         set_task(probe, TASK)
         yield launched, probe
     finally:

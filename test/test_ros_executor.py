@@ -55,6 +55,7 @@ def rig(tmp_path_factory):
                          and probe.node.count_publishers(topics.ARM_COMMAND) > 0
                          and probe.tasks and len(probe.joints) > 5,
                          30, "the executor graph")
+        probe.wait_for_reports(["widowx_sim", "instruction_listener", "chunk_executor", "safety_monitor"])
         yield launched, probe
     finally:
         probe.close()
@@ -86,6 +87,13 @@ KINEMATICS = ArmKinematics()
 def test_chunks_move_the_simulated_arm_and_stop_halts_it_within_one_control_period(rig):
     launched, probe = rig
     say(probe, TASK)
+    # Discovery on localhost is asymmetric: a first chunk proves the executor has matched our publisher.
+    deadline = time.monotonic() + 30
+    while not probe.arm_commands:
+        assert time.monotonic() < deadline, "the executor never took a chunk"
+        probe.chunk_pub.publish(chunk_msg(probe, TASK, np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])))
+        probe.spin_for(0.3)
+    probe.spin_for(1.0)
     start = measured_ee(probe)
     down = np.array([0.0, 0.0, -0.01, 0.0, 0.0, 0.0, 1.0])  # 1 cm down per 0.2 s step
     count = len(probe.arm_commands)

@@ -62,8 +62,15 @@ def loop(tmp_path):
                          and probe.instruction_pub.get_subscription_count() > 0
                          and probe.node.count_publishers(topics.ARM_CONTROLLER) > 0
                          and probe.tasks and len(probe.joints) > 5, 30, "the closed-loop graph")
+        probe.wait_for_reports(["widowx_sim", "instruction_listener", "chunk_executor", "safety_monitor"])
         probe.instruction_pub.publish(String(data=TASK))
         probe.spin_until(lambda: probe.tasks[-1].data == TASK, 10, "the task")
+        # Discovery on localhost is asymmetric: stream until the executor has surely matched our publisher.
+        deadline = time.monotonic() + 30
+        while not probe.outputs:
+            assert time.monotonic() < deadline, f"no motion from the warm-up chunks\n{launched.output[-2000:]}"
+            stream(probe, SIDEWAYS, 0.4)
+        probe.spin_for(1.0)  # the warm-up chunk's window runs out
         yield launched, probe
     finally:
         probe.close()
@@ -177,7 +184,8 @@ nodes:
         probe.spin_until(lambda: instruction_pub.get_subscription_count() > 0
                          and probe.node.count_publishers(topics.ACTION_TOKENS) > 0
                          and probe.node.count_publishers(topics.ARM_CONTROLLER) > 0, 60, "the chain")
-        probe.spin_for(1.0)
+        probe.wait_for_reports(["widowx_sim", "camera_ingest", "instruction_listener", "vla_policy",
+                                "action_decoder", "chunk_executor", "safety_monitor"])
         instruction_pub.publish(String(data=TASK))
         probe.spin_until(lambda: len(outputs) >= 4, 30, "motion from the replayed demonstration")
         os.kill(launched.pid("vla_policy"), signal.SIGKILL)

@@ -85,7 +85,7 @@ def rig(tmp_path_factory):
         probe.spin_until(lambda: probe.arm_pub.get_subscription_count() > 0
                          and probe.node.count_publishers(topics.ARM_CONTROLLER) > 0
                          and probe.reset.service_is_ready(), 30, "the safety monitor")
-        probe.spin_for(0.5)
+        probe.wait_for_reports(["safety_monitor"])
         yield launched, probe
     finally:
         probe.close()
@@ -116,13 +116,27 @@ def call_reset(probe) -> Trigger.Response:
 
 
 def settle(probe) -> None:
-    """Back to a clean state: e-stop released and reset, arm at home."""
+    """Back to a clean state: e-stop released and reset, arm at home, and both directions of discovery done.
+
+    On localhost the monitor may learn of this probe's publisher seconds after the probe sees the monitor;
+    a command forwarded and a NaN command vetoed prove that commands and vetoes flow both ways.
+    """
     probe.estop_pub.publish(Bool(data=False))
     probe.robot.publishing, probe.robot.offset = True, 0.0
     probe.spin_for(0.3)
     call_reset(probe)
     probe.robot.positions = HOME.copy()
-    probe.spin_for(0.2)
+    deadline = time.monotonic() + 20
+    start = len(probe.outputs)
+    while not forwarded(probe, start, HOME):
+        assert time.monotonic() < deadline, "the monitor never forwarded a command"
+        send(probe, HOME, obs_age=0.0)
+    vetoes = len(probe.vetoes)
+    while len(probe.vetoes) == vetoes:
+        assert time.monotonic() < deadline, "the monitor's vetoes never arrived"
+        send(probe, HOME + np.nan, obs_age=0.0)
+    probe.robot.positions = HOME.copy()
+    probe.spin_for(0.8)  # late answers to the handshake arrive before the test counts anything
 
 
 def test_a_joint_past_its_limit_is_vetoed_and_the_arm_holds(rig):

@@ -42,6 +42,23 @@ class ProbeNode:
         while time.monotonic() < deadline:
             self.executor.spin_once(timeout_sec=0.02)
 
+    def wait_for_reports(self, nodes, timeout_s: float = 60.0) -> None:
+        """Wait until each named node has published on /diagnostics.
+
+        Discovery on localhost is asymmetric: this node sees a remote node's endpoints at once, but the
+        remote node may learn of this node's subscriptions seconds later, and what it publishes meanwhile is
+        lost. A report received from a node proves that node already knows this participant.
+        """
+        from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
+
+        if not hasattr(self, "_reporting"):
+            self._reporting: set[str] = set()
+            self.node.create_subscription(
+                DiagnosticArray, "/diagnostics",
+                lambda msg: self._reporting.update(s.name.rsplit("/", 1)[-1] for s in msg.status), 10)
+        missing = lambda: set(nodes) - self._reporting  # noqa: E731
+        self.spin_until(lambda: not missing(), timeout_s, f"reports from {sorted(missing())}")
+
     def collect(self, msg_type, topic: str, qos) -> list:
         received: list = []
         self.node.create_subscription(msg_type, topic, received.append, qos)
@@ -56,7 +73,7 @@ class ProbeNode:
 class GraphProcess:
     """`vla-ros launch GRAPH args…` in a subprocess, its output captured line by line."""
 
-    def __init__(self, graph: str, *arguments: str, echo: bool = False, grace_s: float = 10.0):
+    def __init__(self, graph: str, *arguments: str, echo: bool = False, grace_s: float = 5.0):
         self.echo = echo
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vla_ros.cli", "launch", graph, *arguments, "--grace", str(grace_s)],

@@ -68,9 +68,6 @@ class ChunkExecutorNode(Node):
         self.create_subscription(String, topics.SAFETY_VETO, self.on_veto, COMMANDS)
         DiagnosticsReporter(self, self.report)
         self._stop = threading.Event()
-        # A thread waking from sleep waits for the GIL up to the switch interval (5 ms by default) while a
-        # callback thread runs Python; 0.5 ms keeps the control period's jitter well under a millisecond.
-        sys.setswitchinterval(0.0005)
         self._thread = threading.Thread(target=self.control_loop, name="control_loop", daemon=True)
         self._thread.start()
         self.get_logger().info(

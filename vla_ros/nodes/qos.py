@@ -38,15 +38,16 @@ LATCHED = QoSProfile(
 DEFAULT = QoSProfile(depth=10)
 
 # Streams the safety monitor watches for a dead producer (executor commands, policy tokens): the writer
-# offers a 50 ms liveliness lease, asserted by DDS itself (a killed process stops asserting at once), and the
-# monitor's reader reports liveliness lost after 100 ms. Readers without a lease (default QoS) still match.
+# offers a 100 ms liveliness lease, asserted by DDS itself (a killed process stops asserting at once), and the
+# monitor's reader reports liveliness lost after 150 ms. A 50/100 ms pair was tried and flapped on an idle
+# machine (liveliness "lost" for live writers, so the gate held), failing the fault-injection suite.
 LEASED_COMMANDS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=10,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
     liveliness=LivelinessPolicy.AUTOMATIC,
-    liveliness_lease_duration=Duration(seconds=0.05),
+    liveliness_lease_duration=Duration(seconds=0.1),
 )
 LEASE_WATCH = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
@@ -54,5 +55,5 @@ LEASE_WATCH = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
     liveliness=LivelinessPolicy.AUTOMATIC,
-    liveliness_lease_duration=Duration(seconds=0.1),
+    liveliness_lease_duration=Duration(seconds=0.15),
 )

@@ -115,7 +115,7 @@ class ArmKinematics:
         return np.clip(q6, self.joint_limits[:, 0], self.joint_limits[:, 1])
 
     def ik(self, q_seed6: np.ndarray, target_pos: np.ndarray, target_rot: np.ndarray, *,
-           restarts: bool = True) -> IKResult:
+           restarts: bool = True, random_restarts: int = 0) -> IKResult:
         """Damped least squares on the 6-D site error, clamped to the joint limits at every step.
 
         The seed is tried first, so small steps stay on the seed's branch; only when that fails and
@@ -133,10 +133,11 @@ class ArmKinematics:
                     result = candidate
                 if result.reached:
                     return result
-        # Poses the elbow-up seeds cannot reach (folded back over the base, say): a few fixed random seeds.
+        # Poses the elbow-up seeds cannot reach (folded back over the base, say): fixed random seeds, on request
+        # only — a global search, too slow for a control loop and free to jump to another arm posture.
         rng = np.random.default_rng(0)
         low, high = np.maximum(self.joint_limits[:, 0], -np.pi), np.minimum(self.joint_limits[:, 1], np.pi)
-        for _ in range(16):
+        for _ in range(random_restarts):
             candidate = self._solve(rng.uniform(low, high), target_pos, target_rot)
             if candidate.pos_err_m + 0.1 * candidate.rot_err_rad < result.pos_err_m + 0.1 * result.rot_err_rad:
                 result = candidate
