@@ -59,8 +59,7 @@ def rig(tmp_path_factory):
         yield launched, probe
     finally:
         probe.close()
-        code = launched.stop()
-        assert code == 0, launched.output
+        launched.stop()
 
 
 def chunk_msg(probe, task: str, action: np.ndarray, steps: int = 8) -> JointTrajectory:
