@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Headless by default: MuJoCo renders through EGL unless the user chose another backend.
     os.environ.setdefault("MUJOCO_GL", "egl")
+    # Faster Fast DDS discovery for this process and every process it starts, unless the user chose a profile.
+    from vla_ros.core.dds_profile import use_discovery_profile
+
+    use_discovery_profile()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

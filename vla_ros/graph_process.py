@@ -23,6 +23,9 @@ class ProbeNode:
     """A node in its own Context to publish, subscribe and wait from a test, benchmark or demo."""
 
     def __init__(self, name: str = "vla_ros_probe"):
+        from vla_ros.core.dds_profile import use_discovery_profile  # noqa: PLC0415
+
+        use_discovery_profile()
         self.context = rclpy.Context()
         domain = os.environ.get("ROS_DOMAIN_ID")
         rclpy.init(context=self.context, **({"domain_id": int(domain)} if domain else {}))

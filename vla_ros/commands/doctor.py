@@ -56,7 +56,10 @@ def _discovery() -> tuple[bool, str]:
     scope = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or (
         "LOCALHOST (ROS_LOCALHOST_ONLY=1)" if os.environ.get("ROS_LOCALHOST_ONLY") == "1" else "SUBNET (default)"
     )
-    return True, f"ROS_DOMAIN_ID={domain}, discovery range {scope}"
+    from vla_ros.core.dds_profile import use_discovery_profile  # noqa: PLC0415
+
+    profile = use_discovery_profile(dict(os.environ)) or "none (middleware defaults)"
+    return True, f"ROS_DOMAIN_ID={domain}, discovery range {scope}, Fast DDS profile {profile}"
 
 
 def _torch() -> tuple[bool, str]:

@@ -9,11 +9,13 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
+from vla_ros.core.dds_profile import use_discovery_profile
 from vla_ros.nodes.parameters import ParameterError
 
 
 def run_node(name: str, make_node: Callable[[], Node], args: list[str] | None = None, threads: int = 2) -> int:
     """Create the node, spin it until shutdown, and return the process exit code."""
+    use_discovery_profile()
     rclpy.init(args=args)
     node = None
     try:

@@ -110,10 +110,10 @@ def _train(args: argparse.Namespace) -> int:
         report = train_policy(args.data, args.tokenizer, args.out, recipe, overrides, resume=not args.restart)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         raise SystemExit(f"vla-ros train: {exc}")
-    final = report["final_eval"] or {}
+    selected = report["selected_eval"] or report["final_eval"] or {}
     print(f"wrote {args.out}: {report['parameters'] / 1e6:.2f} M parameters, {report['train_samples']} samples, "
-          f"{report['train_seconds'] / 60:.1f} min on {report['device']}; valid token accuracy "
-          f"{final.get('token_accuracy', float('nan')):.3f}")
+          f"{report['train_seconds'] / 60:.1f} min on {report['device']}; weights of step {report['selected_step']}, "
+          f"valid token accuracy {selected.get('token_accuracy', float('nan')):.3f}")
     return 0
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class TrainRecipe:
     """The default recipe is the one the shipped model was trained with (docs/policy.md)."""
 
-    steps: int = 6000
+    steps: int = 10000
     batch_size: int = 64
     learning_rate: float = 6e-4
     weight_decay: float = 0.05

@@ -2,6 +2,8 @@
 
 Fixed seeds, a progress bar, periodic validation on the data set's `mask/valid` episodes,
 resumable checkpoints (OUT/checkpoint.pt, every `checkpoint_every` steps), a GPU when present.
+The saved policy is the validated one with the best teacher-forced token accuracy (early stopping
+by selection: the schedule still runs to the end, the weights of the best evaluation are kept).
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
     generator = torch.Generator().manual_seed(recipe.seed)
     history: dict = {"step": [], "loss": [], "lr": [], "eval": []}
     first_step, trained_seconds = 0, 0.0
+    best: dict = {"step": 0, "token_accuracy": -1.0, "model": None}
     checkpoint = out_dir / CHECKPOINT_FILE
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -177,6 +180,7 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
         rng.bit_generator.state = state["numpy_rng"]
         generator.set_state(state["torch_rng"])
         history, first_step, trained_seconds = state["history"], state["step"], state["trained_seconds"]
+        best = state.get("best", best)
 
     policy.train()
     bar = tqdm(range(first_step, recipe.steps), desc="train policy", unit="step", disable=not progress,
@@ -203,15 +207,20 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
         if valid_set is not None and ((step + 1) % recipe.eval_every == 0 or last):
             metrics = validate(policy, valid_set, valid_text, recipe, device)
             history["eval"].append({"step": step + 1, **metrics})
+            if metrics["token_accuracy"] > best["token_accuracy"]:
+                best = {"step": step + 1, "token_accuracy": metrics["token_accuracy"],
+                        "model": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}}
             bar.write(f"step {step + 1}: valid loss {metrics['loss']:.3f}, token accuracy "
                       f"{metrics['token_accuracy']:.3f}, chunk exact {metrics['chunk_exact']:.3f}")
         if (step + 1) % recipe.checkpoint_every == 0 and not last:
             _save_checkpoint(checkpoint, policy, optimizer, schedule, rng, generator, history, step + 1,
-                             trained_seconds + time.perf_counter() - resumed_at, recipe)
+                             trained_seconds + time.perf_counter() - resumed_at, recipe, best)
     bar.close()
     trained_seconds += time.perf_counter() - resumed_at
 
     policy = policy.cpu().eval()
+    if best["model"] is not None:
+        policy.load_state_dict(best["model"])
     policy.tokenizer = tokenizer
     policy.save_pretrained(out_dir)
     if export_onnx:
@@ -225,7 +234,10 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
         "train_episodes": len(train_episodes), "valid_episodes": len(valid_episodes),
         "train_samples": len(train_set), "phrasings": len(train_set.instructions),
         "setup_seconds": round(setup_seconds, 1), "train_seconds": round(trained_seconds, 1),
-        "final_eval": history["eval"][-1] if history["eval"] else None, "history": history,
+        "final_eval": history["eval"][-1] if history["eval"] else None,
+        "selected_step": best["step"] if best["model"] is not None else recipe.steps,
+        "selected_eval": next((e for e in history["eval"] if e["step"] == best["step"]), None),
+        "history": history,
     }
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     write_curve(out_dir / CURVE_FILE, history)
@@ -234,11 +246,12 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
     return report
 
 
-def _save_checkpoint(path: Path, policy, optimizer, schedule, rng, generator, history, step, seconds, recipe) -> None:
+def _save_checkpoint(path: Path, policy, optimizer, schedule, rng, generator, history, step, seconds, recipe,
+                     best) -> None:
     state = {"model": policy.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
              "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(), "history": history,
              "step": step, "trained_seconds": seconds, "recipe": dataclasses.asdict(recipe),
-             "config": policy.config.to_dict()}
+             "config": policy.config.to_dict(), "best": best}
     partial = path.with_suffix(".partial")
     torch.save(state, partial)
     partial.replace(path)  # atomic: a run killed mid-write keeps the previous checkpoint
