@@ -24,6 +24,7 @@ from vla_ros.core.timing import Samples
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS
+from vla_ros.nodes.realtime import request_realtime, shorten_gil_switch_interval
 from vla_ros.nodes.runtime import run_node
 from vla_ros.nodes.trajectory_messages import joint_command
 from vla_ros.sim.kinematics import JOINT_NAMES
@@ -38,6 +39,8 @@ PARAMETERS = [
                   read_only=True),
     ParameterSpec("joint_state_timeout", 0.5, "Hold when the newest /joint_states is older than this (s).",
                   read_only=True, check=positive),
+    ParameterSpec("thread_priority", 50, "SCHED_FIFO priority of the control thread (1-99, like ros2_control's "
+                  "controller manager); 0 or no permission: normal scheduling.", read_only=True, check=non_negative),
     ParameterSpec("reanchor_after", 1.0, "After holding this long (s), restart integration from the measured "
                   "joints.", read_only=True, check=non_negative),
 ]
@@ -67,6 +70,8 @@ class ChunkExecutorNode(Node):
         self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_states, DEFAULT)
         self.create_subscription(String, topics.SAFETY_VETO, self.on_veto, COMMANDS)
         DiagnosticsReporter(self, self.report)
+        shorten_gil_switch_interval()
+        self.scheduling = "starting"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.control_loop, name="control_loop", daemon=True)
         self._thread.start()
@@ -115,6 +120,8 @@ class ChunkExecutorNode(Node):
 
     # --- control loop -----------------------------------------------------------------------------
     def control_loop(self) -> None:
+        self.scheduling = request_realtime(self.params["thread_priority"])
+        self.get_logger().info(f"control thread: {self.scheduling}")
         deadline = time.monotonic()
         last_tick = None
         while not self._stop.is_set():
@@ -154,7 +161,7 @@ class ChunkExecutorNode(Node):
 
     def report(self):
         values = {**{k: str(v) for k, v in self.counts.items()}, "task": self.task, "hold_reason": self.hold_reason,
-                  "last_rejection": self.last_rejection}
+                  "last_rejection": self.last_rejection, "scheduling": self.scheduling}
         values.update(self.latency.summary("obs_to_command_latency"))
         values.update(self.margin.summary("chunk_arrival_margin"))
         values.update(self.jitter.summary("period_jitter"))
