@@ -178,3 +178,13 @@ def test_trajectory_follower_interpolates_like_a_joint_trajectory_controller():
     follower.command(11.5, [TrajectoryPoint(np.array([0.0, 0.0]), 0.5)], start_s=12.0)  # delayed start
     np.testing.assert_allclose(follower.sample(11.9), [3.0, 0.0])
     np.testing.assert_allclose(follower.sample(12.25), [1.5, 0.0])
+
+
+def test_ensemble_is_the_weighted_mean_with_a_gripper_vote():
+    from vla_ros.core.executor import ensemble
+
+    steps = [[1.0, 0, 0, 0, 0, 0, 1.0], [3.0, 0, 0, 0, 0, 0, 0.0], [5.0, 0, 0, 0, 0, 0, 0.0]]
+    even = ensemble(steps, 0.0)
+    assert even[0] == pytest.approx(3.0) and even[6] == 0.0  # one of three votes to close
+    oldest_first = ensemble(steps, 5.0)
+    assert oldest_first[0] == pytest.approx(1.0, abs=0.05) and oldest_first[6] == 1.0

@@ -183,3 +183,17 @@ def test_onnx_export_of_other_weights_is_refused(workspace, tmp_path):
     policy.save_pretrained(copy)  # new weights, old onnx/ left behind
     with pytest.raises(PolicyLoadError, match="exported from other weights"):
         PolicyRunner(copy, "builtin-onnx")
+
+
+def test_closed_loop_evaluation_with_switching_and_with_temporal_ensembling(runners, tmp_path):
+    from vla_ros.policy.evaluation import evaluate
+
+    torch_runner, _ = runners
+    switching = evaluate(torch_runner, "train", 2, max_steps=12, progress=False)
+    blended = evaluate(torch_runner, "train", 2, max_steps=12, progress=False, blend=True, out_dir=tmp_path)
+    for summary in (switching, blended):
+        assert summary["episodes"] == 2 and 0.0 <= summary["success_rate"] <= 1.0
+    # Switching replans every 3 steps; ensembling asks for a chunk at every step.
+    details = json.loads((tmp_path / "results.json").read_text())["episodes_detail"]
+    assert all(e["inferences"] == e["steps"] for e in details)
+    assert switching["inferences"] < blended["inferences"]

@@ -178,13 +178,21 @@ class ChunkExecutor:
                 candidates.append((stored, index))
         if not candidates:
             return Step(None, "no chunk covers the present")
-        weights = blend_weights(len(candidates), self.config.blend_decay)
-        actions = np.array([stored.chunk.actions[index] for stored, index in candidates], dtype=np.float64)
-        action = weights @ actions
+        action = ensemble([stored.chunk.actions[index] for stored, index in candidates], self.config.blend_decay)
         fraction = min(1.0, self.config.control_period_s / candidates[-1][0].chunk.dt_s)
         action[:GRIPPER] *= fraction
-        action[GRIPPER] = 1.0 if action[GRIPPER] >= 0.5 else 0.0
         return Step(action, "", candidates[-1][0].stamp_s, None)
+
+
+def ensemble(actions, decay: float) -> np.ndarray:
+    """Temporal ensembling of the steps several chunks give for one instant (oldest chunk first).
+
+    Motion dimensions are the weighted mean; the gripper is the weighted vote, thresholded at 0.5.
+    """
+    stacked = np.asarray(actions, dtype=np.float64)
+    action = blend_weights(len(stacked), decay) @ stacked
+    action[GRIPPER] = 1.0 if action[GRIPPER] >= 0.5 else 0.0
+    return action
 
 
 def blend_weights(count: int, decay: float) -> np.ndarray:

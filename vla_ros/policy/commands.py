@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--blank-instruction", action="store_true",
                           help="give the policy an empty instruction (the language ablation)")
     evaluate.add_argument("--plan", action="store_true", help="generate the chain-of-thought plan before actions")
+    evaluate.add_argument("--blend", action="store_true",
+                          help="temporal ensembling as the executor's blend:=true: a chunk every step, each step the "
+                               "weighted mean of the chunks covering it (default: plain switching, 3 steps per chunk)")
     evaluate.add_argument("--backend", choices=BACKENDS, default="builtin-torch",
                           help="inference backend (default builtin-torch)")
     evaluate.add_argument("--temperature", type=_non_negative_float, default=None,
@@ -135,14 +138,17 @@ def _eval(args: argparse.Namespace) -> int:
         except PolicyLoadError as exc:
             raise SystemExit(f"vla-ros eval: --policy {args.policy}: {exc}")
         name = Path(args.policy).name
-    elif args.blank_instruction or args.plan:
-        raise SystemExit("vla-ros eval: --blank-instruction and --plan apply to a learned policy, not 'expert'")
+    elif args.blank_instruction or args.plan or args.blend:
+        raise SystemExit("vla-ros eval: --blank-instruction, --plan and --blend apply to a learned policy, not 'expert'")
     suffix = "_blank" if args.blank_instruction else ""
     suffix += "_plan" if args.plan else ""
+    suffix += "_blend" if args.blend else ""
     out = args.out or Path("runs/eval") / f"{name}_{args.split}{suffix}"
-    label = f"{name}{' (blank instruction)' if args.blank_instruction else ''}{' + plan' if args.plan else ''}"
+    label = (f"{name}{' (blank instruction)' if args.blank_instruction else ''}{' + plan' if args.plan else ''}"
+             f"{' + blend' if args.blend else ''}")
     summary = evaluate(runner, args.split, args.episodes, out_dir=out, blank_instruction=args.blank_instruction,
-                       plan=args.plan, videos=args.videos, temperature=args.temperature, seed=args.seed, label=label)
+                       plan=args.plan, videos=args.videos, temperature=args.temperature, seed=args.seed, label=label,
+                       blend=args.blend)
     print(markdown_table([summary]))
     print(f"wrote {out}/results.json, results.md, success.png and {min(args.videos, args.episodes)} videos "
           f"({summary['seconds']:.0f} s)")

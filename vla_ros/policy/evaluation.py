@@ -47,9 +47,12 @@ class PolicyActor:
     """Sliding-window control with a learned policy: one chunk per replanning point, first `execute` steps run."""
 
     def __init__(self, runner, execute: int = EXECUTE_STEPS, plan: bool = False, blank_instruction: bool = False,
-                 temperature: float | None = None, seed: int = 0):
+                 temperature: float | None = None, seed: int = 0, blend: bool = False, blend_decay: float = 0.5):
         self.runner = runner
         self.execute = execute
+        # Temporal ensembling as the executor's blend:=true does with a free-running policy: a chunk every step,
+        # each step the ensemble of the chunks whose first `execute` steps cover it.
+        self.blend, self.blend_decay = blend, blend_decay
         self.plan = plan
         self.blank = blank_instruction
         self.temperature = temperature
@@ -77,6 +80,8 @@ def run_episode(workcell, actor, seed: int, family: str, max_steps: int = 80, on
     result = EpisodeResult(seed=seed, family=task.family, instruction=task.instruction, success=False, steps=0,
                            inferences=0, candidates=blocks, chance=chance_of_family(task.family, blocks, receptacles))
     expert = ScriptedExpert() if actor is None else None
+    if actor is not None and actor.blend:
+        return _run_blended(workcell, actor, observation, task, result, max_steps, on_frame)
     while result.steps < max_steps and not result.success:
         if expert is not None:
             action, phase = expert.act(workcell)
@@ -102,9 +107,28 @@ def run_episode(workcell, actor, seed: int, family: str, max_steps: int = 80, on
     return result
 
 
+def _run_blended(workcell, actor, observation, task, result: EpisodeResult, max_steps: int, on_frame
+                 ) -> EpisodeResult:
+    from vla_ros.core.executor import ensemble
+
+    chunks: list[tuple[int, np.ndarray]] = []  # (step the chunk starts at, actions), oldest first
+    while result.steps < max_steps and not result.success:
+        actions, plan = actor.chunk(observation, task.instruction)
+        result.inferences += 1
+        result.plans.append(plan)
+        chunks = [(start, a) for start, a in chunks if result.steps - start < actor.execute] + [(result.steps, actions)]
+        action = ensemble([a[result.steps - start] for start, a in chunks], actor.blend_decay)
+        observation = workcell.step(action, render=True)
+        result.steps += 1
+        if on_frame is not None:
+            on_frame(observation, plan)
+        result.success = bool(workcell.success())
+    return result
+
+
 def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, blank_instruction: bool = False,
              plan: bool = False, videos: int = 0, temperature: float | None = None, seed: int = 0,
-             max_steps: int = 80, progress: bool = True, label: str = "") -> dict:
+             max_steps: int = 80, progress: bool = True, label: str = "", blend: bool = False) -> dict:
     """Run `episodes` closed-loop episodes (families in turn) and summarize; `runner` None = scripted expert."""
     from tqdm import tqdm
 
@@ -115,7 +139,7 @@ def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, 
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     actor = None if runner is None else PolicyActor(runner, plan=plan, blank_instruction=blank_instruction,
-                                                    temperature=temperature, seed=seed)
+                                                    temperature=temperature, seed=seed, blend=blend)
     results: list[EpisodeResult] = []
     started = time.perf_counter()
     image_size = runner.config.image_size if runner is not None else 128
