@@ -186,7 +186,7 @@ def test_estop_during_motion_then_stale_reset_refused_then_reset_runs_only_new_c
 
     probe.estop_pub.publish(Bool(data=False))
     probe.robot.publishing = False  # joint states stop: inputs are stale
-    probe.spin_for(0.5)
+    probe.spin_for(1.0)  # well past max_joint_state_age (0.25 s)
     response = call_reset(probe)
     assert not response.success and "stale" in response.message
     probe.robot.publishing = True

@@ -28,7 +28,7 @@ class SafetyLimits:
     slowdown_band: float = 0.02  # m inside the box where motion towards the wall is slowed
     max_ee_speed: float = 0.25  # m/s (reduced-speed mode)
     max_obs_age: float = 1.0  # s between the observation a command was computed from and now
-    max_joint_state_age: float = 0.5  # s: 2.5 control periods at 5 Hz (0.25 s vetoed normal motion under load)
+    max_joint_state_age: float = 0.25  # s
     clock_jump: float = 0.5  # s of disagreement between ROS time and the monotonic clock
     max_gripper_effort: float = 20.0  # N on a finger, where effort is reported
     min_reach_time: float = 0.02  # s: a command must take at least this long (no instantaneous jumps)
