@@ -37,14 +37,14 @@ KEYS = ("period_jitter", "obs_to_command_latency", "chunk_arrival_margin")
 
 
 def run(rate: float, priority: int, seconds: float) -> dict:
-    from diagnostic_msgs.msg import DiagnosticArray
+    from bench_closed_loop import DiagnosticsSampler
     from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory
 
     from vla_ros.core import topics
     from vla_ros.core.action_tokens import task_hash
     from vla_ros.graph_process import GraphProcess, ProbeNode
-    from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED
+    from vla_ros.nodes.qos import COMMANDS, LATCHED
     from vla_ros.nodes.trajectory_messages import action_chunk_message
 
     with tempfile.TemporaryDirectory() as folder:
@@ -52,16 +52,8 @@ def run(rate: float, priority: int, seconds: float) -> dict:
         path.write_text(GRAPH.format(rate=rate, priority=priority))
         graph = GraphProcess(str(path))
         probe = ProbeNode("bench_executor")
-        latest: dict[str, str] = {}
-
-        def on_diagnostics(msg) -> None:
-            for status in msg.status:
-                if status.name.endswith("chunk_executor"):
-                    latest.clear()
-                    latest.update({kv.key: kv.value for kv in status.values})
-
         try:
-            probe.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diagnostics, DEFAULT)
+            sampler = DiagnosticsSampler(probe)
             tasks = probe.collect(String, topics.TASK, LATCHED)
             commands = probe.collect(JointTrajectory, topics.ARM_COMMAND, COMMANDS)
             instruction = probe.node.create_publisher(String, topics.INSTRUCTION, COMMANDS)
@@ -74,16 +66,16 @@ def run(rate: float, priority: int, seconds: float) -> dict:
             # A policy must deliver a chunk before the executed window (3 steps) runs out: every 0.2 s at 5 Hz,
             # every 0.1 s at 20 Hz (3 steps = 0.15 s).
             pace = min(0.2, 2.0 / rate)
-            started, sign, load = time.monotonic(), 1.0, []
+            started, load = time.monotonic(), []
             while time.monotonic() - started < seconds:
+                sign = 1.0 if int((time.monotonic() - started) / 2.0) % 2 == 0 else -1.0  # 2 s one way, 2 s back
                 action = np.array([0.004 * sign, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
-                sign = -sign if int((time.monotonic() - started) / 2.0) % 2 else sign
                 chunks.publish(action_chunk_message(np.tile(action, (8, 1)), probe.node.get_clock().now().nanoseconds,
                                                     1.0 / rate, task_hash(TASK), "00000000000000aa"))
                 probe.spin_for(pace)
                 load.append(os.getloadavg()[0])
             probe.spin_for(2.5)  # one more diagnostics round with the final figures
-            figures = dict(latest)
+            figures = sampler.node("chunk_executor")
         finally:
             probe.close()
             graph.stop()

@@ -24,30 +24,21 @@ FAMILIES = ("pick", "place", "stack", "push")
 
 
 def run_episode(data: str, episode: int, tokenizer: str, timeout: float) -> dict:
-    from diagnostic_msgs.msg import DiagnosticArray
+    from bench_closed_loop import DiagnosticsSampler
 
     from vla_ros.commands.demo import DemoRun
     from vla_ros.graph_process import GraphProcess, ProbeNode
-    from vla_ros.nodes.qos import DEFAULT
 
     graph = GraphProcess("widowx", "policy_backend:=replay", f"replay_data:={data}", f"replay_episode:={episode}",
                          f"tokenizer_path:={tokenizer}")
     probe = ProbeNode(f"bench_false_vetoes_{episode}")
-    monitor: dict[str, str] = {}
-
-    def on_diagnostics(msg) -> None:
-        for status in msg.status:
-            if status.name.endswith("safety_monitor"):
-                monitor.clear()
-                monitor.update({kv.key: kv.value for kv in status.values})
-
     try:
-        probe.node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, DEFAULT)
+        sampler = DiagnosticsSampler(probe)
         run = DemoRun(probe, Path("runs/bench_false_vetoes"))
         probe.spin_until(lambda: graph.process.poll() is None and run.ready(), 180, "every node of the graph")
         outcome = run.run_task(FAMILIES[episode % len(FAMILIES)], episode, timeout)
         probe.spin_for(2.5)  # the monitor's next diagnostics report
-        counts = dict(monitor)
+        counts = sampler.node("safety_monitor")
     finally:
         probe.close()
         graph.stop()

@@ -10,11 +10,6 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
-from vla_ros.core.dds_profile import use_discovery_profile  # noqa: E402
-
-# The package's Fast DDS profile (faster participant announcements), as every vla_ros process uses it.
-use_discovery_profile()
-
 
 import pytest
 

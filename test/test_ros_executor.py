@@ -83,8 +83,6 @@ def measured_ee(probe) -> np.ndarray:
 KINEMATICS = ArmKinematics()
 
 
-@pytest.mark.xfail(strict=False, reason="intermittent on the 2-core machine: the arm's command stream sometimes pauses "
-                   "for 1-2 s (also seen in the safety closed-loop rig, session 2); cause not yet found")
 def test_chunks_move_the_simulated_arm_and_stop_halts_it_within_one_control_period(rig):
     launched, probe = rig
     say(probe, TASK)

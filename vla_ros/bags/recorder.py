@@ -74,9 +74,6 @@ class Recorder:
         self.node = None
 
     def run(self) -> RecordResult:
-        from vla_ros.core.dds_profile import use_discovery_profile  # noqa: PLC0415
-
-        use_discovery_profile()
         rclpy.init()
         self.node = rclpy.create_node("bag_recorder")
         executor = SingleThreadedExecutor()

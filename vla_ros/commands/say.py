@@ -15,9 +15,6 @@ def say(text: str, timeout_s: float, confirm: bool) -> int:
 
     from vla_ros.nodes.qos import COMMANDS, LATCHED  # noqa: PLC0415
 
-    from vla_ros.core.dds_profile import use_discovery_profile  # noqa: PLC0415
-
-    use_discovery_profile()
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("vla_ros_say", context=context, start_parameter_services=False)
