@@ -101,3 +101,28 @@ def test_data_info_cli(dataset, tmp_path):
     missing = run_cli("data", "info", str(tmp_path / "nowhere"))
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert "nowhere" in missing.stderr
+
+
+def test_noisy_generation_records_the_expert_and_depends_on_seed(dataset, tmp_path):
+    from vla_ros.data.generate import noisy_episode
+
+    out, _ = dataset
+    assert [noisy_episode(i, 40, 0.0) for i in range(5)] == [False] * 5
+    assert all(noisy_episode(i, 40, 1.0) for i in range(5))
+    summary = generate_dataset(tmp_path / "noisy", 5, seed=40, workers=1, image_size=48, show_progress=False,
+                               noise=0.015, noisy_share=1.0)
+    assert summary["noise"] == 0.015 and summary["noisy_share"] == 1.0
+    clean = load_episodes(out, successful_only=False, with_images=False)
+    noisy = load_episodes(tmp_path / "noisy", successful_only=False, with_images=False)
+    assert [e.seed for e in clean] == [e.seed for e in noisy]
+    assert sum(len(e.actions) for e in noisy) > sum(len(e.actions) for e in clean)
+    for episode in noisy:  # recorded actions are the expert's: bounded, binary gripper
+        assert np.all(np.abs(episode.actions[:, :3]) <= 0.03 + 1e-6) and set(episode.actions[:, 6]) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="noisy_share"):
+        generate_dataset(tmp_path / "bad", 1, noisy_share=1.5, show_progress=False)
+
+
+def test_generate_cli_rejects_bad_noise(tmp_path):
+    for flag, value in (("--noise", "-1"), ("--noise", "nan"), ("--noisy-share", "2")):
+        result = run_cli("data", "generate", "--episodes", "1", "--out", str(tmp_path / "x"), flag, value)
+        assert result.returncode == 2 and flag in result.stderr and "Traceback" not in result.stderr

@@ -22,7 +22,7 @@ from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED
 from vla_ros.nodes.trajectory_messages import action_chunk_message
 from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
 
-pytestmark = [pytest.mark.ros, pytest.mark.xfail(strict=False, reason="intermittent on the 2-core machine: the command stream to the arm sometimes pauses 1-2 s (docs/safety.md); non-blocking until the cause is found")]
+pytestmark = pytest.mark.ros
 
 KIN = ArmKinematics()
 TASK = "pick up the red block"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def _number(text: str, kind: type, minimum: float, strict: bool):
@@ -11,6 +12,8 @@ def _number(text: str, kind: type, minimum: float, strict: bool):
     except ValueError:
         noun = "a whole number" if kind is int else "a number"
         raise argparse.ArgumentTypeError(f"expected {noun}, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
     if value < minimum or (strict and value == minimum):
         bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
         raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text}")
@@ -31,3 +34,11 @@ def positive_float(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     return _number(text, float, 0.0, strict=False)
+
+
+def unit_float(text: str) -> float:
+    """A share: a number in [0, 1]."""
+    value = _number(text, float, 0.0, strict=False)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
+    return value

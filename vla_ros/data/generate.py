@@ -21,6 +21,11 @@ ENV_NAME = "vla_ros/WidowX250Workcell-v1"
 BAGS_DIR = "bags"
 
 
+def noisy_episode(index: int, seed: int, share: float) -> bool:
+    """Whether episode `index` is recorded with perturbed execution; depends on the seed only."""
+    return share > 0 and bool(np.random.default_rng([seed, index, 1]).random() < share)
+
+
 def episode_plan(episodes: int, seed: int) -> list[tuple[int, int, str]]:
     """(index, seed, family) of every episode."""
     from vla_ros.sim.tasks import FAMILIES
@@ -29,17 +34,20 @@ def episode_plan(episodes: int, seed: int) -> list[tuple[int, int, str]]:
 
 
 def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, camera: str, split: str,
-                 max_steps: int, progress=None, bags_dir: Path | None = None, bag_storage: str = "mcap") -> None:
+                 max_steps: int, progress=None, bags_dir: Path | None = None, bag_storage: str = "mcap",
+                 noise: tuple[float, float, int] = (0.0, 0.0, 0)) -> None:
     from vla_ros.sim.kinematics import JOINT_NAMES
-    from vla_ros.sim.rollout import ExpertPolicy, run_episode
+    from vla_ros.sim.rollout import ActionNoise, ExpertPolicy, run_episode
     from vla_ros.sim.workcell import Workcell
 
     with Workcell(image_size=image_size, camera=camera, render=True, split=split) as workcell, \
             h5py.File(path, "w") as f:
         data = f.create_group("data")
         policy = ExpertPolicy(workcell)
+        sigma, share, base_seed = noise
         for index, episode_seed, family in plan:
-            record = run_episode(workcell, policy, episode_seed, family=family, max_steps=max_steps)
+            perturb = ActionNoise(sigma, seed=episode_seed) if noisy_episode(index, base_seed, share) else None
+            record = run_episode(workcell, policy, episode_seed, family=family, max_steps=max_steps, perturb=perturb)
             write_episode(data, index, record)
             if bags_dir is not None:
                 from vla_ros.bags.episodes import write_episode_bag
@@ -49,9 +57,9 @@ def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, 
                 progress(bool(record.success))
 
 
-def _shard_worker(path: str, plan, image_size, camera, split, max_steps, queue, bags_dir, bag_storage) -> None:
+def _shard_worker(path: str, plan, image_size, camera, split, max_steps, queue, bags_dir, bag_storage, noise) -> None:
     _write_shard(Path(path), plan, image_size, camera, split, max_steps, progress=queue.put,
-                 bags_dir=None if bags_dir is None else Path(bags_dir), bag_storage=bag_storage)
+                 bags_dir=None if bags_dir is None else Path(bags_dir), bag_storage=bag_storage, noise=noise)
 
 
 def episode_bag_name(index: int) -> str:
@@ -60,8 +68,12 @@ def episode_bag_name(index: int) -> str:
 
 def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers: int = 1, image_size: int = 128,
                      camera: str = "over_shoulder", split: str = "train", max_steps: int = 80,
-                     show_progress: bool = True, bags: bool = False, bag_storage: str = "mcap") -> dict:
+                     show_progress: bool = True, bags: bool = False, bag_storage: str = "mcap",
+                     noise: float = 0.0, noisy_share: float = 0.75) -> dict:
     """Write DIR/dataset.hdf5, DIR/generation.json and DIR/preview.png; returns the summary.
+
+    With `noise` > 0, a `noisy_share` of the episodes (chosen from the seed) executes the expert's
+    actions perturbed by `ActionNoise(noise)` while recording the unperturbed ones (DART).
 
     With `bags`, every episode is also written as a rosbag2 bag DIR/bags/episode_NNNNNN
     (see `vla_ros.bags.episodes`); an existing DIR/bags is replaced.
@@ -71,6 +83,9 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / DATASET_FILE
+    if not 0.0 <= noisy_share <= 1.0:
+        raise ValueError(f"noisy_share must lie in [0, 1], got {noisy_share!r}")
+    noise_spec = (float(noise), float(noisy_share), int(seed))
     plan = episode_plan(episodes, seed)
     workers = max(1, min(workers, episodes))
     bags_dir = out_dir / BAGS_DIR if bags else None
@@ -90,7 +105,7 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
     if workers == 1:
         tmp = target.with_suffix(".partial")
         _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick, bags_dir=bags_dir,
-                     bag_storage=bag_storage)
+                     bag_storage=bag_storage, noise=noise_spec)
         tmp.replace(target)
     else:
         shard_dir = out_dir / ".shards"
@@ -101,7 +116,8 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
         shard_paths = [shard_dir / f"shard_{k}.hdf5" for k in range(workers)]
         processes = [context.Process(target=_shard_worker,
                                      args=(str(p), [plan[i] for i in chunk], image_size, camera, split, max_steps,
-                                           queue, None if bags_dir is None else str(bags_dir), bag_storage))
+                                           queue, None if bags_dir is None else str(bags_dir), bag_storage,
+                                           noise_spec))
                      for p, chunk in zip(shard_paths, chunks)]
         for process in processes:
             process.start()
@@ -126,9 +142,11 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
     bar.close()
     env_args = {"env_name": ENV_NAME, "type": "mujoco",
                 "env_kwargs": {"image_size": image_size, "camera": camera, "control_hz": 5.0, "split": split,
-                               "seed": seed, "max_steps": max_steps}}
+                               "seed": seed, "max_steps": max_steps, "noise": float(noise),
+                               "noisy_share": float(noisy_share) if noise > 0 else 0.0}}
     summary = finalize(target, env_args)
     summary.update({"seconds": time.perf_counter() - start, "workers": workers, "seed": seed, "split": split,
+                    "noise": env_args["env_kwargs"]["noise"], "noisy_share": env_args["env_kwargs"]["noisy_share"],
                     "bytes": target.stat().st_size, "path": str(target)})
     if bags_dir is not None:
         summary.update({"bags_dir": str(bags_dir), "bags": len(list(bags_dir.iterdir())), "bag_storage": bag_storage,

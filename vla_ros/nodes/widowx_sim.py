@@ -2,9 +2,14 @@
 
 Follows the arm and gripper controller topics like ros2_control's JointTrajectoryControllers, publishes
 /joint_states, /camera/image_raw and camera_info, optionally /clock, resets to a seeded layout on
-/widowx_sim/reset, and reports the current task's success on /diagnostics. Physics, rendering and the
-trajectory followers share one thread (MuJoCo data is not thread-safe); it keeps real time with
-absolute deadlines and measures the real-time factor.
+/widowx_sim/reset, and reports the current task's success on /diagnostics.
+
+Two threads share the MuJoCo data under one lock. The physics thread (like a robot's hardware loop:
+SCHED_FIFO when permitted) samples the trajectory followers, steps physics and publishes /joint_states;
+it keeps real time with absolute deadlines and measures the real-time factor. The camera thread copies
+the scene under the lock when a frame is due and renders it outside the lock: software rendering
+(Mesa's llvmpipe) sometimes takes several hundred milliseconds on a busy 2-core machine, and that must
+delay a camera frame, never the joint states the safety monitor watches.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from vla_ros.core.trajectory import TrajectoryFollower, TrajectoryPoint
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR
+from vla_ros.nodes.realtime import request_realtime
 from vla_ros.nodes.runtime import run_node
 from vla_ros.sim.kinematics import JOINT_NAMES
 from vla_ros.sim.workcell import FINGER_CLOSED, FINGER_OPEN
@@ -49,6 +55,9 @@ PARAMETERS = [
                   check=positive),
     ParameterSpec("publish_clock", False, "Publish /clock with the simulated time (use use_sim_time elsewhere).",
                   read_only=True),
+    ParameterSpec("thread_priority", 45, "SCHED_FIFO priority of the physics thread (1-99; 0 = normal scheduling), "
+                  "below the executor's control thread.", read_only=True,
+                  check=lambda v: None if 0 <= v <= 99 else "must lie in 0..99"),
 ]
 
 FINGER_JOINTS = ("left_finger", "right_finger")
@@ -72,6 +81,10 @@ class WidowXSim(Node):
         self.episode: dict = {}
         self.task_text = ""
         self.rtf = float("nan")
+        self.lateness_max = 0.0  # the physics loop's worst lateness in the last measuring window, seconds
+        self.render_max = 0.0  # the slowest camera render in the last measuring window, seconds
+        self.frames_skipped = 0  # frames due while the previous one was still rendering
+        self.scheduling = "not started"
         self.suggested = ""
         self._reset_layout(self.params["seed"])
 
@@ -85,8 +98,11 @@ class WidowXSim(Node):
         self.create_service(Trigger, topics.SIM_RESET_SERVICE, self.on_reset)
         DiagnosticsReporter(self, self.report)
         self._stop = threading.Event()
+        self._frame_due = threading.Event()
         self._thread = threading.Thread(target=self.physics_loop, name="physics", daemon=True)
+        self._camera = threading.Thread(target=self.camera_loop, name="camera", daemon=True)
         self._thread.start()
+        self._camera.start()
         self.get_logger().info(f"simulated wx250s up; suggested task: '{self.suggested}'")
 
     # --- time ---------------------------------------------------------------------------------------
@@ -178,16 +194,13 @@ class WidowXSim(Node):
 
     # --- physics loop ---------------------------------------------------------------------------------
     def physics_loop(self) -> None:
-        try:
-            self._run_physics()
-        finally:
-            self.workcell.close()  # EGL contexts belong to the thread that rendered with them
-
-    def _run_physics(self) -> None:
+        self.scheduling = request_realtime(self.params["thread_priority"])
+        self.get_logger().info(f"physics thread: {self.scheduling}")
         period = self.params["physics_period"]
         next_joint = next_camera = 0.0
         wall_start, sim_start = time.monotonic(), self.sim_time
         deadline = wall_start
+        lateness = 0.0
         while not self._stop.is_set():
             with self.lock:
                 now = self.now_s()
@@ -203,12 +216,14 @@ class WidowXSim(Node):
                     self.publish_joint_states()
                 if self.sim_time >= next_camera:
                     next_camera = max(next_camera + 1.0 / self.params["camera_rate"], self.sim_time)
-                    frame = self.workcell.render(size=(self.params["image_height"], self.params["image_width"]))
-                    self.publish_camera(frame)
+                    if self._frame_due.is_set():
+                        self.frames_skipped += 1
+                    self._frame_due.set()
             if self.clock_pub is not None:
                 self.clock_pub.publish(Clock(clock=self.stamp()))
             deadline += period
             delay = deadline - time.monotonic()
+            lateness = max(lateness, -delay)
             if delay > 0:
                 time.sleep(delay)
             elif delay < -0.5:
@@ -216,7 +231,32 @@ class WidowXSim(Node):
             elapsed = time.monotonic() - wall_start
             if elapsed > 2.0:
                 self.rtf = (self.sim_time - sim_start) / elapsed
+                self.lateness_max, lateness = lateness, 0.0
                 wall_start, sim_start = time.monotonic(), self.sim_time
+
+    def camera_loop(self) -> None:
+        """Render each due frame from a copy of the scene; the EGL context lives and dies in this thread."""
+        import mujoco  # noqa: PLC0415
+
+        camera, height, width = self.params["camera"], self.params["image_height"], self.params["image_width"]
+        renderer = mujoco.Renderer(self.workcell.model, height, width)
+        slowest, window_start = 0.0, time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if not self._frame_due.wait(timeout=0.1):
+                    continue
+                with self.lock:
+                    renderer.update_scene(self.workcell.data, camera=camera)
+                    stamp = self.stamp()
+                    self._frame_due.clear()
+                started = time.monotonic()
+                frame = renderer.render()  # outside the lock: the scene copy is this thread's own
+                slowest = max(slowest, time.monotonic() - started)
+                self.publish_camera(frame, stamp)
+                if started - window_start > 2.0:
+                    self.render_max, slowest, window_start = slowest, 0.0, started
+        finally:
+            renderer.close()
 
     def publish_joint_states(self) -> None:
         data = self.workcell.data
@@ -227,11 +267,11 @@ class WidowXSim(Node):
         msg.effort = [float(data.qfrc_actuator[i]) for i in self.qvel_idx]
         self.joint_pub.publish(msg)
 
-    def publish_camera(self, frame: np.ndarray) -> None:
+    def publish_camera(self, frame: np.ndarray, stamp) -> None:
         fields = rgb8_fields(frame)
         image = Image(height=fields.height, width=fields.width, encoding=fields.encoding, step=fields.step,
                       data=fields.data)
-        image.header.stamp = self.stamp()
+        image.header.stamp = stamp
         image.header.frame_id = f"{self.params['camera']}_camera"
         self.image_pub.publish(image)
         fovy = math.radians(float(self.workcell.model.cam(self.params["camera"]).fovy[0]))
@@ -255,6 +295,10 @@ class WidowXSim(Node):
             "episode_time_s": f"{self.sim_time - episode.get('started', self.sim_time):.2f}",
             "real_time_factor": f"{self.rtf:.3f}",
             "sim_time_s": f"{self.sim_time:.2f}",
+            "physics_lateness_max_ms": f"{self.lateness_max * 1e3:.1f}",
+            "render_max_ms": f"{self.render_max * 1e3:.1f}",
+            "frames_skipped": str(self.frames_skipped),
+            "scheduling": self.scheduling,
         }
         if success:
             values["success_after_s"] = f"{episode['success_at'] - episode['started']:.2f}"
@@ -267,6 +311,7 @@ class WidowXSim(Node):
     def destroy_node(self):
         self._stop.set()
         self._thread.join(timeout=2.0)
+        self._camera.join(timeout=2.0)
         super().destroy_node()
 
 

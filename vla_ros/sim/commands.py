@@ -7,7 +7,9 @@ import json
 import os
 from pathlib import Path
 
+from vla_ros.commands.arguments import non_negative_float as _non_negative_float
 from vla_ros.commands.arguments import positive_int as _positive_int
+from vla_ros.commands.arguments import unit_float as _unit_float
 from vla_ros.sim.video import VIDEO_SUFFIXES
 
 # Policies `sim run --policy NAME` can use: NAME -> factory(workcell) -> policy(observation, instruction) -> action7.
@@ -38,6 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--split", default="train", choices=("train", "heldout"),
                      help="which instruction paraphrases to use: training or held-out templates (default train)")
     gen.add_argument("--max-steps", type=_positive_int, default=80, help="step limit per episode (default 80)")
+    gen.add_argument("--noise", type=_non_negative_float, default=0.0, metavar="METRES",
+                     help="DART perturbation: execute the expert's actions with correlated position noise of this "
+                          "standard deviation per step (and 8x as much yaw noise, in radians), recording the "
+                          "unperturbed actions, so the data shows recoveries (default 0: none; 0.006 for the "
+                          "shipped model's data)")
+    gen.add_argument("--noisy-share", type=_unit_float, default=0.75, metavar="SHARE",
+                     help="share of the episodes recorded with --noise, chosen from the seed (default 0.75)")
     gen.add_argument("--force", action="store_true", help="overwrite an existing data set in --out")
     gen.add_argument("--bags", action="store_true",
                      help="also write each episode as a rosbag2 bag DIR/bags/episode_NNNNNN: camera, joint states, "
@@ -92,7 +101,8 @@ def _generate(args: argparse.Namespace) -> int:
                          f"choose another --out or pass --force to replace it")
     summary = generate_dataset(args.out, args.episodes, seed=args.seed, workers=args.workers,
                                image_size=args.image_size, camera=args.camera, split=args.split,
-                               max_steps=args.max_steps, bags=args.bags, bag_storage=args.bag_storage)
+                               max_steps=args.max_steps, bags=args.bags, bag_storage=args.bag_storage,
+                               noise=args.noise, noisy_share=args.noisy_share)
     print(f"wrote {summary['path']}: {summary['episodes']} episodes, {summary['successful']} successful "
           f"({summary['success_rate']:.1%}), {summary['samples']} steps, {summary['bytes'] / 1e6:.1f} MB "
           f"in {summary['seconds']:.0f} s")
