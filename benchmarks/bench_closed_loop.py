@@ -88,7 +88,8 @@ def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[s
         stats = {
             "run_seconds": round(time.monotonic() - started, 1),
             "executor": {k: executor.get(k) for k in executor if k.startswith(("period_jitter", "obs_to_command",
-                                                                                  "chunk_arrival", "commands"))},
+                                                                                  "chunk_arrival", "first_chunk_wait",
+                                                                                  "commands"))},
             "chunk_arrival_margin_ms_min_over_run": sampler.margin_min,
             "safety_monitor": {k: monitor.get(k) for k in monitor if k.startswith(("allowed", "scaled", "vetoed",
                                                                                    "holds", "dropped"))},

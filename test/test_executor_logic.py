@@ -74,6 +74,24 @@ def test_a_chunk_arriving_while_starved_has_a_negative_margin():
     assert not step.hold and step.arrival_margin_s == pytest.approx(10.2 - 10.3)
 
 
+def test_a_tasks_first_chunk_reports_the_wait_not_an_arrival_margin():
+    ex = executor()
+    assert ex.tick(10.0).hold and ex.tick(10.2).hold  # the task began at 10.0; the policy is still inferring
+    ex.add_chunk(chunk(10.6), received_s=10.7)
+    first = ex.tick(10.8)  # steps 1 and 2 of the chunk run at 10.8 and 11.0
+    assert first.arrival_margin_s is None and first.first_chunk_wait_s == pytest.approx(0.7)  # arrived 0.7 s after the task began
+    second = ex.tick(11.0)
+    assert second.arrival_margin_s is None and second.first_chunk_wait_s is None
+    ex.add_chunk(chunk(11.0, base=100), received_s=11.05)
+    step = ex.tick(11.2)  # the next chunk replaces an executed window: an arrival margin
+    assert step.action[0] == 101 and step.first_chunk_wait_s is None
+    assert step.arrival_margin_s == pytest.approx(11.2 - 11.05)
+    ex.set_task(OTHER)  # a new task: its first chunk is a wait again
+    assert ex.tick(12.0).hold
+    ex.add_chunk(chunk(12.0, task=OTHER), received_s=12.1)
+    assert ex.tick(12.2).first_chunk_wait_s == pytest.approx(0.1)
+
+
 def test_task_change_and_stop_flush_every_queued_chunk():
     ex = executor()
     ex.add_chunk(chunk(10.0), received_s=10.0)

@@ -50,8 +50,12 @@ class Step:
     action: np.ndarray | None
     reason: str = ""
     chunk_stamp_s: float | None = None
-    # Set when a chunk was adopted at this tick: how long before it was needed it arrived (negative: late).
+    # Set when a chunk replaced an executed one at this tick: how long before it was needed it arrived
+    # (negative: late, the robot waited).
     arrival_margin_s: float | None = None
+    # Set when the task's first chunk was adopted at this tick: how long the executor waited for it since
+    # the task began (the policy's first inference; nothing can arrive early for a new task).
+    first_chunk_wait_s: float | None = None
 
     @property
     def hold(self) -> bool:
@@ -82,6 +86,7 @@ class ChunkExecutor:
         self._chunks: deque[_Stored] = deque(maxlen=config.max_chunks)
         self._window: _Window | None = None
         self._needed_since: float | None = None  # when the executor first found no chunk to adopt
+        self._started = False  # whether a chunk of the current task has been adopted
         self.flushed = 0
 
     # ---------------------------------------------------------------------------------------- inputs
@@ -92,6 +97,7 @@ class ChunkExecutor:
             self._chunks.clear()
             self._window = None
             self._needed_since = None
+            self._started = False
             self.task_hash = task_hash
 
     def add_chunk(self, chunk: ActionChunk, received_s: float) -> str | None:
@@ -145,7 +151,7 @@ class ChunkExecutor:
         return None, None, "starved: waiting for the next chunk"
 
     def _switched(self, now_s: float) -> Step:
-        margin = None
+        margin = first_wait = None
         if self._window is None or self._window.step >= self._window.last:
             window, margin, reason = self._adopt(now_s)
             if window is None:
@@ -155,6 +161,9 @@ class ChunkExecutor:
                 return Step(None, reason)
             self._window = window
             self._needed_since = None
+            if not self._started:  # the task's first chunk: a wait, not an arrival margin
+                self._started = True
+                margin, first_wait = None, max(0.0, -margin)
         window = self._window
         chunk = window.stored.chunk
         # Fraction of one action step this tick covers: 1 at the chunk rate, 1/4 at 4x the rate.
@@ -168,7 +177,7 @@ class ChunkExecutor:
         if window.step >= window.last:
             # Window finished: the next chunk will be needed at the next tick.
             self._needed_since = now_s + self.config.control_period_s
-        return Step(action, "", window.stored.stamp_s, margin)
+        return Step(action, "", window.stored.stamp_s, margin, first_wait)
 
     def _blended(self, now_s: float) -> Step:
         candidates = []

@@ -62,7 +62,7 @@ class ChunkExecutorNode(Node):
         self.counts = {"chunks": 0, "rejected": 0, "commands": 0, "holds": 0, "unreachable": 0, "vetoes_seen": 0}
         self.hold_reason = "idle"
         self.last_rejection = ""
-        self.latency, self.margin, self.jitter = Samples(), Samples(), Samples()
+        self.latency, self.margin, self.jitter, self.first_wait = Samples(), Samples(), Samples(), Samples()
         self.arm_pub = self.create_publisher(JointTrajectory, topics.ARM_COMMAND, LEASED_COMMANDS)
         self.gripper_pub = self.create_publisher(JointTrajectory, topics.GRIPPER_COMMAND, LEASED_COMMANDS)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
@@ -151,6 +151,8 @@ class ChunkExecutorNode(Node):
         step, targets = output.step, output.targets
         if step.arrival_margin_s is not None:
             self.margin.add(step.arrival_margin_s)
+        if step.first_chunk_wait_s is not None:
+            self.first_wait.add(step.first_chunk_wait_s)
         self.counts["unreachable"] += not targets.ik.reached
         stamp_ns = output.stamp_ns  # commands carry their observation stamp
         self.arm_pub.publish(joint_command(JOINT_NAMES, targets.arm, self.period, stamp_ns))
@@ -164,6 +166,7 @@ class ChunkExecutorNode(Node):
                   "last_rejection": self.last_rejection, "scheduling": self.scheduling}
         values.update(self.latency.summary("obs_to_command_latency"))
         values.update(self.margin.summary("chunk_arrival_margin"))
+        values.update(self.first_wait.summary("first_chunk_wait"))
         values.update(self.jitter.summary("period_jitter"))
         holding = bool(self.hold_reason) and self.task != ""
         return (WARN if holding else OK), (f"holding: {self.hold_reason}" if self.hold_reason else "executing"), values
