@@ -6,7 +6,12 @@ import os
 import sys
 import threading
 
-from vla_ros.nodes.realtime import GIL_SWITCH_INTERVAL_S, request_realtime, shorten_gil_switch_interval
+from vla_ros.nodes.realtime import (
+    GIL_SWITCH_INTERVAL_S,
+    ScheduledCollector,
+    request_realtime,
+    shorten_gil_switch_interval,
+)
 
 
 def _in_thread(function):
@@ -45,3 +50,27 @@ def test_gil_switch_interval():
         assert abs(sys.getswitchinterval() - GIL_SWITCH_INTERVAL_S) < 1e-9
     finally:
         sys.setswitchinterval(before)
+
+
+def test_scheduled_collector_turns_automatic_collection_off_and_collects_cycles_after_ticks():
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    collector = ScheduledCollector(full_every=2)
+    try:
+        assert not gc.isenabled()
+        cycle = Node()
+        cycle.me = cycle  # only the cyclic collector frees this
+        alive = weakref.ref(cycle)
+        del cycle
+        for _ in range(3 * gc.get_threshold()[0] // 10 + 1):  # allocations that would trigger automatic gen-0 runs
+            [Node() for _ in range(10)]
+        assert alive() is not None  # nothing collected it behind the loop's back
+        assert collector.after_tick() >= 0.0 and collector.after_tick() >= 0.0  # the second tick is a full one
+        assert alive() is None and collector.ticks == 2 and collector.longest_s >= 0.0
+    finally:
+        collector.close()
+    assert gc.isenabled()

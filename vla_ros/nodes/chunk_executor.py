@@ -24,7 +24,7 @@ from vla_ros.core.timing import Samples
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS
-from vla_ros.nodes.realtime import request_realtime, shorten_gil_switch_interval
+from vla_ros.nodes.realtime import ScheduledCollector, request_realtime, shorten_gil_switch_interval
 from vla_ros.nodes.runtime import run_node
 from vla_ros.nodes.trajectory_messages import joint_command
 from vla_ros.sim.kinematics import JOINT_NAMES
@@ -72,6 +72,7 @@ class ChunkExecutorNode(Node):
         DiagnosticsReporter(self, self.report)
         shorten_gil_switch_interval()
         self.scheduling = "starting"
+        self.collector: ScheduledCollector | None = None  # made by the control thread
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.control_loop, name="control_loop", daemon=True)
         self._thread.start()
@@ -121,6 +122,8 @@ class ChunkExecutorNode(Node):
     # --- control loop -----------------------------------------------------------------------------
     def control_loop(self) -> None:
         self.scheduling = request_realtime(self.params["thread_priority"])
+        # Full collections every ~10 s whatever the rate.
+        self.collector = ScheduledCollector(full_every=max(1, round(10.0 / self.period)))
         self.get_logger().info(f"control thread: {self.scheduling}")
         deadline = time.monotonic()
         last_tick = None
@@ -140,6 +143,8 @@ class ChunkExecutorNode(Node):
             except Exception as exc:  # noqa: BLE001 - the loop must survive; the error goes to the log and diagnostics
                 self.hold_reason = f"control tick failed: {exc}"
                 self.get_logger().error(self.hold_reason, throttle_duration_sec=2.0)
+            self.collector.after_tick()  # garbage collection now, a control period before the next tick
+        self.collector.close()
 
     def control_tick(self) -> None:
         with self.lock:
@@ -164,6 +169,8 @@ class ChunkExecutorNode(Node):
     def report(self):
         values = {**{k: str(v) for k, v in self.counts.items()}, "task": self.task, "hold_reason": self.hold_reason,
                   "last_rejection": self.last_rejection, "scheduling": self.scheduling}
+        if self.collector is not None:
+            values["gc_after_tick_ms_max"] = f"{self.collector.longest_s * 1e3:.2f}"
         values.update(self.latency.summary("obs_to_command_latency"))
         values.update(self.margin.summary("chunk_arrival_margin"))
         values.update(self.first_wait.summary("first_chunk_wait"))
