@@ -136,7 +136,8 @@ def main() -> int:
                                                             "control_rate:=20.0"], "20hz")
     successful = [r for r in ros if r["success"]]
     vetoed = sum(r["vetoes"] for r in successful)
-    allowed = int(stats["safety_monitor"].get("allowed") or 0)
+    # Control ticks of the successful episodes (5 Hz): the commands those vetoes are counted against.
+    ticks = sum(round(r["seconds"] * 5.0) for r in successful)
     results = {
         "episodes_per_family": args.episodes_per_family,
         "seed_base": args.seed_base,
@@ -145,7 +146,8 @@ def main() -> int:
         "ros_stats_5hz": stats,
         "ros_stats_20hz": fast,
         "vetoes_in_successful_episodes": vetoed,
-        "false_veto_rate": vetoed / max(1, allowed),
+        "control_ticks_in_successful_episodes": ticks,
+        "false_veto_rate": vetoed / ticks if ticks else None,
         "episodes": {"in_process": local, "ros": ros},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
