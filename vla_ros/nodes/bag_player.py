@@ -8,7 +8,6 @@ turned out corrupt part-way.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
 import rclpy
@@ -27,7 +26,7 @@ from vla_ros.core.stream_stats import StreamStats
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS
-from vla_ros.nodes.runtime import run_node
+from vla_ros.nodes.runtime import node_thread, run_node
 
 CLOCK_TOPIC = "/clock"
 CLOCK_PERIOD_S = 0.025  # /clock at 40 Hz between messages, as `ros2 bag play --clock` does by default
@@ -92,7 +91,7 @@ class BagPlayer(Node):
                 t.name if t.name == t.published_as else f"{t.name} → {t.published_as}" for t in self.topics)
         )
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        self._thread = threading.Thread(target=self._play, name="bag_playback", daemon=True)
+        self._thread = node_thread(self, self._play, "bag_playback")
         self._thread.start()
 
     def _warn(self, message: str) -> None:

@@ -141,7 +141,7 @@ def _image_message(header: Header, rgb: np.ndarray) -> Image:
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("camera_ingest", CameraIngest, args)
+    return run_node("camera_ingest", CameraIngest, args, threads=2)  # capture blocks in its timer
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS
 from vla_ros.nodes.realtime import ScheduledCollector, request_realtime, shorten_gil_switch_interval
-from vla_ros.nodes.runtime import run_node
+from vla_ros.nodes.runtime import node_thread, run_node
 from vla_ros.nodes.trajectory_messages import joint_command
 from vla_ros.sim.kinematics import JOINT_NAMES
 
@@ -74,7 +74,7 @@ class ChunkExecutorNode(Node):
         self.scheduling = "starting"
         self.collector: ScheduledCollector | None = None  # made by the control thread
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.control_loop, name="control_loop", daemon=True)
+        self._thread = node_thread(self, self.control_loop, "control_loop")
         self._thread.start()
         self.get_logger().info(
             f"executing {self.params['execute_steps']} steps per chunk at {self.params['control_rate']:g} Hz "
@@ -141,6 +141,8 @@ class ChunkExecutorNode(Node):
             try:
                 self.control_tick()
             except Exception as exc:  # noqa: BLE001 - the loop must survive; the error goes to the log and diagnostics
+                if not self.context.ok():
+                    break  # ROS shut down under us (Ctrl-C): destroy_node() is on its way
                 self.hold_reason = f"control tick failed: {exc}"
                 self.get_logger().error(self.hold_reason, throttle_duration_sec=2.0)
             self.collector.after_tick()  # garbage collection now, a control period before the next tick

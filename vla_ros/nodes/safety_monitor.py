@@ -13,7 +13,6 @@ import threading
 import time
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.time import Time
@@ -31,7 +30,7 @@ from vla_ros.core.safety.rules import ArmCommand
 from vla_ros.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASE_WATCH
-from vla_ros.nodes.runtime import run_node
+from vla_ros.nodes.runtime import node_thread, run_node
 from vla_ros.nodes.trajectory_messages import joint_command
 from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
 from vla_ros.sim.workcell import finger_position
@@ -102,8 +101,11 @@ class SafetyMonitor(LifecycleNode):
         self.create_subscription(Bool, topics.ESTOP, self.on_estop, LATCHED)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
         self.create_service(Trigger, topics.SAFETY_RESET_SERVICE, self.on_reset)
-        # The watchdog never waits behind command callbacks.
-        self.create_timer(0.02, self.watchdog, callback_group=MutuallyExclusiveCallbackGroup())
+        # The watchdog (leases, liveliness, stale joint states) runs every 20 ms in a thread of its own, so it
+        # never waits behind queued callbacks.
+        self._stop = threading.Event()
+        self._watchdog = node_thread(self, self.watchdog_loop, "safety_watchdog")
+        self._watchdog.start()
         DiagnosticsReporter(self, self.report)
         if self.params["autostart"]:
             self.trigger_configure()
@@ -184,6 +186,10 @@ class SafetyMonitor(LifecycleNode):
         self.get_logger().info(f"reset {response.message}")
         return response
 
+    def watchdog_loop(self) -> None:
+        while not self._stop.wait(0.02):
+            self.watchdog()
+
     @_locked
     def watchdog(self) -> None:
         if self.gate is None or not self.gate.active:
@@ -237,6 +243,11 @@ class SafetyMonitor(LifecycleNode):
         self.last_veto = reason
         self.veto_pub.publish(String(data=reason))
         self.get_logger().warning(f"veto: {reason}", throttle_duration_sec=1.0)
+
+    def destroy_node(self):
+        self._stop.set()
+        self._watchdog.join(timeout=1.0)
+        super().destroy_node()
 
     def report(self):
         counts = dict(self.gate.counts) if self.gate else {}

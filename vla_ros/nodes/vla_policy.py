@@ -25,7 +25,7 @@ from vla_ros.core.resources import resolve_resource
 from vla_ros.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS, SENSOR_LATEST
-from vla_ros.nodes.runtime import run_node
+from vla_ros.nodes.runtime import node_thread, run_node
 from vla_ros.policy import scheduling
 
 BACKENDS = ("builtin-torch", "builtin-onnx", "replay")
@@ -84,7 +84,7 @@ class VlaPolicy(Node):
         self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_states, DEFAULT)
         DiagnosticsReporter(self, self.report)
         self._stopping = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="vla_policy_inference", daemon=True)
+        self._worker = node_thread(self, self._work, "vla_policy_inference")
         self._worker.start()
         self.get_logger().info(f"backend {self.backend}, tokenizer {self.identity}; {topics.MODEL_IMAGE} + "
                                f"{topics.TASK} → {topics.ACTION_TOKENS} at ≤ {self.params['inference_rate']} Hz")

@@ -36,7 +36,7 @@ from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR
 from vla_ros.nodes.realtime import request_realtime
-from vla_ros.nodes.runtime import run_node
+from vla_ros.nodes.runtime import node_thread, run_node
 from vla_ros.sim.kinematics import JOINT_NAMES
 from vla_ros.sim.workcell import FINGER_CLOSED, FINGER_OPEN
 
@@ -99,8 +99,8 @@ class WidowXSim(Node):
         DiagnosticsReporter(self, self.report)
         self._stop = threading.Event()
         self._frame_due = threading.Event()
-        self._thread = threading.Thread(target=self.physics_loop, name="physics", daemon=True)
-        self._camera = threading.Thread(target=self.camera_loop, name="camera", daemon=True)
+        self._thread = node_thread(self, self.physics_loop, "physics")
+        self._camera = node_thread(self, self.camera_loop, "camera")
         self._thread.start()
         self._camera.start()
         self.get_logger().info(f"simulated wx250s up; suggested task: '{self.suggested}'")
