@@ -49,6 +49,8 @@ PARAMETERS = [
 class ChunkExecutorNode(Node):
     def __init__(self):
         super().__init__("chunk_executor")
+        self._stop = threading.Event()  # before anything that can fail: destroy_node() must work
+        self._thread = None
         self.params = declare_parameters(self, PARAMETERS)
         self.period = 1.0 / self.params["control_rate"]
         self.loop = ControlLoop(ControlSettings(
@@ -73,7 +75,6 @@ class ChunkExecutorNode(Node):
         shorten_gil_switch_interval()
         self.scheduling = "starting"
         self.collector: ScheduledCollector | None = None  # made by the control thread
-        self._stop = threading.Event()
         self._thread = node_thread(self, self.control_loop, "control_loop")
         self._thread.start()
         self.get_logger().info(
@@ -182,7 +183,8 @@ class ChunkExecutorNode(Node):
 
     def destroy_node(self):
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=2.0)
         super().destroy_node()
 
 

@@ -33,14 +33,14 @@ def run_node(name: str, make_node: Callable[[], Node], args: list[str] | None = 
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except ParameterError as exc:
+        print(f"[{name}] configuration error: {exc}", file=sys.stderr)
+        return 2
     except Exception:
         if node is None or rclpy.ok():
             raise
         # A node that ends itself (bag_player at the end of the bag) shuts ROS down from its own thread and
         # destroys the node's handles, possibly under a callback that is running: that is an orderly exit.
-    except ParameterError as exc:
-        print(f"[{name}] configuration error: {exc}", file=sys.stderr)
-        return 2
     finally:
         if node is not None:
             node.destroy_node()

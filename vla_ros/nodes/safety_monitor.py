@@ -80,10 +80,12 @@ def _locked(method):
 class SafetyMonitor(LifecycleNode):
     def __init__(self):
         super().__init__("safety_monitor")
+        self._stop = threading.Event()  # before anything that can fail: destroy_node() must work
+        self._watchdog = None
         self.params = declare_parameters(self, PARAMETERS)
         self.kinematics = ArmKinematics()
         self.gate: SafetyGate | None = None
-        self.lock = threading.RLock()  # callbacks and the watchdog run on different executor threads
+        self.lock = threading.RLock()  # the executor thread (callbacks) and the watchdog thread
         self.task = ""
         self.state_label = "unconfigured"
         self.last_veto = ""
@@ -103,7 +105,6 @@ class SafetyMonitor(LifecycleNode):
         self.create_service(Trigger, topics.SAFETY_RESET_SERVICE, self.on_reset)
         # The watchdog (leases, liveliness, stale joint states) runs every 20 ms in a thread of its own, so it
         # never waits behind queued callbacks.
-        self._stop = threading.Event()
         self._watchdog = node_thread(self, self.watchdog_loop, "safety_watchdog")
         self._watchdog.start()
         DiagnosticsReporter(self, self.report)
@@ -246,7 +247,8 @@ class SafetyMonitor(LifecycleNode):
 
     def destroy_node(self):
         self._stop.set()
-        self._watchdog.join(timeout=1.0)
+        if self._watchdog is not None and self._watchdog.is_alive():
+            self._watchdog.join(timeout=1.0)
         super().destroy_node()
 
     def report(self):

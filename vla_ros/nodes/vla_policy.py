@@ -60,12 +60,14 @@ PARAMETERS = [
 class VlaPolicy(Node):
     def __init__(self):
         super().__init__("vla_policy")
+        self._stopping = threading.Event()  # before anything that can fail: destroy_node() must work
+        self._worker: threading.Thread | None = None
+        self.lock = threading.Condition()
         self.params = declare_parameters(self, PARAMETERS)
         self.backend = str(self.params["backend"])
         self.runner, self.replay = self._load_backend()
         self.identity = self.replay.identity if self.replay else self.runner.identity
         self.image_size = None if self.replay else self.runner.config.image_size
-        self.lock = threading.Condition()
         self.image: Image | None = None
         self.image_sequence = 0
         self.used_sequence = 0
@@ -83,7 +85,6 @@ class VlaPolicy(Node):
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
         self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_states, DEFAULT)
         DiagnosticsReporter(self, self.report)
-        self._stopping = threading.Event()
         self._worker = node_thread(self, self._work, "vla_policy_inference")
         self._worker.start()
         self.get_logger().info(f"backend {self.backend}, tokenizer {self.identity}; {topics.MODEL_IMAGE} + "
@@ -229,7 +230,7 @@ class VlaPolicy(Node):
         self._stopping.set()
         with self.lock:
             self.lock.notify_all()
-        if self._worker.is_alive():
+        if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout=5.0)
         return super().destroy_node()
 

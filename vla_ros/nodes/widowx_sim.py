@@ -66,6 +66,8 @@ FINGER_JOINTS = ("left_finger", "right_finger")
 class WidowXSim(Node):
     def __init__(self):
         super().__init__("widowx_sim")
+        self._stop = threading.Event()  # before anything that can fail: destroy_node() must work
+        self._thread = self._camera = None
         self.params = declare_parameters(self, PARAMETERS)
         from vla_ros.sim.workcell import CAMERAS, Workcell  # noqa: PLC0415 - MuJoCo after parameters
 
@@ -97,7 +99,6 @@ class WidowXSim(Node):
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
         self.create_service(Trigger, topics.SIM_RESET_SERVICE, self.on_reset)
         DiagnosticsReporter(self, self.report)
-        self._stop = threading.Event()
         self._frame_due = threading.Event()
         self._thread = node_thread(self, self.physics_loop, "physics")
         self._camera = node_thread(self, self.camera_loop, "camera")
@@ -310,8 +311,9 @@ class WidowXSim(Node):
 
     def destroy_node(self):
         self._stop.set()
-        self._thread.join(timeout=2.0)
-        self._camera.join(timeout=2.0)
+        for thread in (self._thread, self._camera):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout=2.0)
         super().destroy_node()
 
 
