@@ -223,3 +223,36 @@ def test_commands_inside_the_limits_pass_unchanged(steps):
         assert decision.kind == FORWARD and decision.rule == "", decision
         np.testing.assert_array_equal(decision.positions, q)
         assert decision.reach_s == DT
+
+
+def test_after_a_rest_speeds_are_judged_from_where_the_arm_is_not_from_the_old_target():
+    """Between tasks something else may move the arm (a simulator reset, a person guiding it): the first
+    command of the next task is judged from the measured joints once the last command has long been reached."""
+    gate = make_gate()
+    clock = Clock(gate)
+    away = HOME + np.array([0.3, 0.0, 0.0, 0.0, 0.0, 0.0])  # a 0.3 rad base turn: 1.5 rad/s over 0.2 s
+    for fraction in np.linspace(0.2, 1.0, 5):  # commanded there at a normal pace
+        assert clock.send(HOME + fraction * (away - HOME)).kind == FORWARD
+    clock.now += 2.0  # the task ends; the arm rests at `away` ...
+    gate.update_joints(JointSnapshot(HOME.copy(), np.zeros(6), 1.0, 0.0, received_mono=clock.now))  # ... then is reset
+    near_home = HOME + np.array([0.02, 0.0, 0.0, 0.0, 0.0, 0.0])
+    decision = clock.send(near_home)
+    assert decision.kind == FORWARD and decision.rule == "", decision.reason
+    # And a command back at the old target is now the leap it is from where the arm actually is.
+    clock.now += 2.0
+    gate.update_joints(JointSnapshot(near_home.copy(), np.zeros(6), 1.0, 0.0, received_mono=clock.now))
+    assert clock.send(away + np.array([0.6, 0.0, 0.0, 0.0, 0.0, 0.0])).kind == HOLD
+
+
+def test_a_command_slowed_to_exactly_the_speed_limit_is_forwarded():
+    """Re-judging the slowed command must not halt it for a rounding error (1.0000001× the limit)."""
+    gate = make_gate()
+    clock = Clock(gate)
+    for k in range(1, 40):  # speeds between 1.04× and 1.8× the end-effector limit (2× is a jump)
+        start = gate.joints.positions.copy()
+        position, rotation = KIN.fk(start)
+        target = KIN.ik(start, position + [0.051 + 0.001 * k, 0.0, 0.0], rotation).q
+        decision = clock.send(target)
+        assert decision.kind == FORWARD, decision.reason
+        clock.send(start)  # and back, at whatever pace the gate allows
+        clock.now += 1.0

@@ -34,7 +34,7 @@ class Reference:
 def _over(ratio: float, limits: SafetyLimits, rule: str, what: str) -> Verdict:
     if ratio > limits.jump_factor:
         return halt(rule, f"{what} is {ratio:.1f}× its limit (a jump)")
-    if ratio > 1.0:
+    if ratio > 1.0 + 1e-6:  # a command slowed to exactly the limit may recompute to 1.0000001×
         return scale(1.0 / ratio, rule, f"{what} is {ratio:.2f}× its limit: slowed down")
     return allow()
 
