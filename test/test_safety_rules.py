@@ -256,3 +256,21 @@ def test_a_command_slowed_to_exactly_the_speed_limit_is_forwarded():
         assert decision.kind == FORWARD, decision.reason
         clock.send(start)  # and back, at whatever pace the gate allows
         clock.now += 1.0
+
+
+def test_a_new_task_is_judged_from_the_measured_joints_at_once():
+    """A reset between episodes moves the arm; the next task's first command comes 0.2 s later."""
+    away = HOME + np.array([0.6, 0.0, 0.0, 0.0, 0.0, 0.0])  # reached in 10 normal steps
+    near_home = HOME + np.array([0.02, 0.0, 0.0, 0.0, 0.0, 0.0])
+    outcomes = {}
+    for new_task in (False, True):
+        gate = make_gate()
+        clock = Clock(gate)
+        for fraction in np.linspace(0.1, 1.0, 10):
+            assert clock.send(HOME + fraction * (away - HOME)).kind == FORWARD
+        gate.update_joints(JointSnapshot(HOME.copy(), np.zeros(6), 1.0, 0.0, received_mono=clock.now))  # reset
+        if new_task:
+            gate.task_changed()
+        outcomes[new_task] = clock.send(near_home)
+    assert outcomes[False].kind == HOLD and outcomes[False].rule == "ee_speed"  # judged from the old target
+    assert outcomes[True].kind == FORWARD and outcomes[True].rule == "", outcomes[True].reason

@@ -167,8 +167,9 @@ class SafetyMonitor(LifecycleNode):
     def on_task(self, msg: String) -> None:
         self.task = msg.data
         if self.gate is not None:
-            # A new task starts the policy's lease afresh.
+            # A new task starts the policy's lease afresh, and speeds are judged from the measured joints.
             self.gate.touch("vla_policy", time.monotonic())
+            self.gate.task_changed()
 
     @_locked
     def on_estop(self, msg: Bool) -> None:

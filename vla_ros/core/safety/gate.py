@@ -87,6 +87,16 @@ class SafetyGate:
         lease = self.leases[name]
         lease.last_seen_mono = now_mono
 
+    def task_changed(self) -> None:
+        """A new task (or stop): the executor integrates from the measured joints again, and so does the gate.
+
+        Judging the new task's first command from the old task's last target would call it a leap when the
+        arm was moved in between (a simulator reset between episodes: every episode after the first began
+        with a false `ee_speed` veto in the demo, 2.5-3.1x the limit).
+        """
+        self.reference = None
+        self._reference_settled_mono = None
+
     def set_alive(self, name: str, alive: bool, now_mono: float) -> None:
         self.leases[name].alive = alive
         if alive:
