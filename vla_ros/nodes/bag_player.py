@@ -26,7 +26,7 @@ from vla_ros.core.stream_stats import StreamStats
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS
-from vla_ros.nodes.runtime import node_thread, run_node
+from vla_ros.nodes.runtime import NodeThreads, run_node
 
 CLOCK_TOPIC = "/clock"
 CLOCK_PERIOD_S = 0.025  # /clock at 40 Hz between messages, as `ros2 bag play --clock` does by default
@@ -91,8 +91,7 @@ class BagPlayer(Node):
                 t.name if t.name == t.published_as else f"{t.name} → {t.published_as}" for t in self.topics)
         )
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        self._thread = node_thread(self, self._play, "bag_playback")
-        self._thread.start()
+        NodeThreads(self).start(self._play, "bag_playback")
 
     def _warn(self, message: str) -> None:
         self.get_logger().warning(message)

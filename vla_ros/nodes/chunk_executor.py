@@ -25,7 +25,7 @@ from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS
 from vla_ros.nodes.realtime import ScheduledCollector, request_realtime, shorten_gil_switch_interval
-from vla_ros.nodes.runtime import node_thread, run_node
+from vla_ros.nodes.runtime import NodeThreads, run_node
 from vla_ros.nodes.trajectory_messages import joint_command
 from vla_ros.sim.kinematics import JOINT_NAMES
 
@@ -49,8 +49,7 @@ PARAMETERS = [
 class ChunkExecutorNode(Node):
     def __init__(self):
         super().__init__("chunk_executor")
-        self._stop = threading.Event()  # before anything that can fail: destroy_node() must work
-        self._thread = None
+        self.threads = NodeThreads(self)
         self.params = declare_parameters(self, PARAMETERS)
         self.period = 1.0 / self.params["control_rate"]
         self.loop = ControlLoop(ControlSettings(
@@ -75,8 +74,7 @@ class ChunkExecutorNode(Node):
         shorten_gil_switch_interval()
         self.scheduling = "starting"
         self.collector: ScheduledCollector | None = None  # made by the control thread
-        self._thread = node_thread(self, self.control_loop, "control_loop")
-        self._thread.start()
+        self.threads.start(self.control_loop, "control_loop")
         self.get_logger().info(
             f"executing {self.params['execute_steps']} steps per chunk at {self.params['control_rate']:g} Hz "
             f"({'temporal ensembling' if self.params['blend'] else 'plain switching'})"
@@ -128,7 +126,7 @@ class ChunkExecutorNode(Node):
         self.get_logger().info(f"control thread: {self.scheduling}")
         deadline = time.monotonic()
         last_tick = None
-        while not self._stop.is_set():
+        while not self.threads.stopping.is_set():
             deadline += self.period
             delay = deadline - time.monotonic()
             if delay > 0:
@@ -182,9 +180,7 @@ class ChunkExecutorNode(Node):
         return (WARN if holding else OK), (f"holding: {self.hold_reason}" if self.hold_reason else "executing"), values
 
     def destroy_node(self):
-        self._stop.set()
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout=2.0)
+        self.threads.stop(timeout_s=2.0)
         super().destroy_node()
 
 

@@ -19,9 +19,9 @@ def run_node(name: str, make_node: Callable[[], Node], args: list[str] | None = 
 
     One executor thread unless a node blocks inside a callback (`threads` > 1). rclpy's MultiThreadedExecutor
     costs far more CPU per callback: in the executor test graph, idle, the safety monitor took 25-68 % of a
-    core and the chunk executor 37 % with it, 8 % and 5 % with the single-threaded one, and on the 2-core
+    core and the chunk executor 37 % with it, 5-8 % and 5 % with the single-threaded one, and on the 2-core
     machine the multi-threaded monitor fell 0.1-2 s behind its inputs (stale-input vetoes of live commands).
-    Work that must not wait behind callbacks runs in threads of its own (`node_thread`).
+    Work that must not wait behind callbacks runs in threads of its own (`NodeThreads`).
     """
     use_discovery_profile()
     rclpy.init(args=args)
@@ -48,19 +48,37 @@ def run_node(name: str, make_node: Callable[[], Node], args: list[str] | None = 
     return 0
 
 
-def node_thread(node: Node, target: Callable[[], None], name: str) -> threading.Thread:
-    """A daemon thread for `node` running `target`; started by the caller.
+class NodeThreads:
+    """The threads a node runs beside its executor, and the event that tells them to stop.
 
-    Ctrl-C or SIGTERM shuts the ROS context down before the node's destroy_node() can stop its threads, so a
-    publish in between fails ("publisher's context is invalid"). Such an error ends the thread quietly; any
-    error while ROS is still up is raised as usual.
+    Made first thing in a node's __init__, so destroy_node() can call `stop()` whatever __init__ got to
+    (rclpy's shutdown destroys a node that was refused half-way through, too).
+
+    Ctrl-C or SIGTERM shuts the ROS context down before destroy_node() can stop the threads, so a publish
+    in between fails ("publisher's context is invalid"). Such an error ends that thread quietly; any error
+    while ROS is still up is raised as usual.
     """
 
-    def run() -> None:
-        try:
-            target()
-        except Exception:
-            if node.context.ok():
-                raise
+    def __init__(self, node: Node):
+        self.node = node
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
 
-    return threading.Thread(target=run, name=name, daemon=True)
+    def start(self, target: Callable[[], None], name: str) -> None:
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                if self.node.context.ok():
+                    raise
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def stop(self, timeout_s: float) -> None:
+        """Set `stopping` and wait up to `timeout_s` for each thread."""
+        self.stopping.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=timeout_s)

@@ -30,7 +30,7 @@ from vla_ros.core.safety.rules import ArmCommand
 from vla_ros.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASE_WATCH
-from vla_ros.nodes.runtime import node_thread, run_node
+from vla_ros.nodes.runtime import NodeThreads, run_node
 from vla_ros.nodes.trajectory_messages import joint_command
 from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
 from vla_ros.sim.workcell import finger_position
@@ -80,8 +80,7 @@ def _locked(method):
 class SafetyMonitor(LifecycleNode):
     def __init__(self):
         super().__init__("safety_monitor")
-        self._stop = threading.Event()  # before anything that can fail: destroy_node() must work
-        self._watchdog = None
+        self.threads = NodeThreads(self)
         self.params = declare_parameters(self, PARAMETERS)
         self.kinematics = ArmKinematics()
         self.gate: SafetyGate | None = None
@@ -105,8 +104,7 @@ class SafetyMonitor(LifecycleNode):
         self.create_service(Trigger, topics.SAFETY_RESET_SERVICE, self.on_reset)
         # The watchdog (leases, liveliness, stale joint states) runs every 20 ms in a thread of its own, so it
         # never waits behind queued callbacks.
-        self._watchdog = node_thread(self, self.watchdog_loop, "safety_watchdog")
-        self._watchdog.start()
+        self.threads.start(self.watchdog_loop, "safety_watchdog")
         DiagnosticsReporter(self, self.report)
         if self.params["autostart"]:
             self.trigger_configure()
@@ -189,7 +187,7 @@ class SafetyMonitor(LifecycleNode):
         return response
 
     def watchdog_loop(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self.threads.stopping.wait(0.02):
             self.watchdog()
 
     @_locked
@@ -247,9 +245,7 @@ class SafetyMonitor(LifecycleNode):
         self.get_logger().warning(f"veto: {reason}", throttle_duration_sec=1.0)
 
     def destroy_node(self):
-        self._stop.set()
-        if self._watchdog is not None and self._watchdog.is_alive():
-            self._watchdog.join(timeout=1.0)
+        self.threads.stop(timeout_s=1.0)
         super().destroy_node()
 
     def report(self):

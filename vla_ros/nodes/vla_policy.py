@@ -25,7 +25,7 @@ from vla_ros.core.resources import resolve_resource
 from vla_ros.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS, SENSOR_LATEST
-from vla_ros.nodes.runtime import node_thread, run_node
+from vla_ros.nodes.runtime import NodeThreads, run_node
 from vla_ros.policy import scheduling
 
 BACKENDS = ("builtin-torch", "builtin-onnx", "replay")
@@ -60,9 +60,8 @@ PARAMETERS = [
 class VlaPolicy(Node):
     def __init__(self):
         super().__init__("vla_policy")
-        self._stopping = threading.Event()  # before anything that can fail: destroy_node() must work
-        self._worker: threading.Thread | None = None
-        self.lock = threading.Condition()
+        self.threads = NodeThreads(self)
+        self.lock = threading.Condition()  # before anything that can fail: destroy_node() uses it
         self.params = declare_parameters(self, PARAMETERS)
         self.backend = str(self.params["backend"])
         self.runner, self.replay = self._load_backend()
@@ -85,8 +84,7 @@ class VlaPolicy(Node):
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
         self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_states, DEFAULT)
         DiagnosticsReporter(self, self.report)
-        self._worker = node_thread(self, self._work, "vla_policy_inference")
-        self._worker.start()
+        self.threads.start(self._work, "vla_policy_inference")
         self.get_logger().info(f"backend {self.backend}, tokenizer {self.identity}; {topics.MODEL_IMAGE} + "
                                f"{topics.TASK} → {topics.ACTION_TOKENS} at ≤ {self.params['inference_rate']} Hz")
 
@@ -143,7 +141,7 @@ class VlaPolicy(Node):
     # --- the worker ---------------------------------------------------------------------------
     def _work(self) -> None:
         last_inference = -np.inf
-        while not self._stopping.is_set():
+        while not self.threads.stopping.is_set():
             with self.lock:
                 image, sequence, task = self.image, self.image_sequence, self.task
                 age = self._age(image) if image is not None else 0.0
@@ -227,11 +225,10 @@ class VlaPolicy(Node):
         return OK, f"{self.counts['chunks_published']} chunks, p50 {percentiles[0]:.1f} ms", values
 
     def destroy_node(self):
-        self._stopping.set()
+        self.threads.stopping.set()
         with self.lock:
-            self.lock.notify_all()
-        if self._worker is not None and self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+            self.lock.notify_all()  # the worker may be waiting for a frame
+        self.threads.stop(timeout_s=5.0)
         return super().destroy_node()
 
 

@@ -36,7 +36,7 @@ from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR
 from vla_ros.nodes.realtime import request_realtime
-from vla_ros.nodes.runtime import node_thread, run_node
+from vla_ros.nodes.runtime import NodeThreads, run_node
 from vla_ros.sim.kinematics import JOINT_NAMES
 from vla_ros.sim.workcell import FINGER_CLOSED, FINGER_OPEN
 
@@ -66,8 +66,7 @@ FINGER_JOINTS = ("left_finger", "right_finger")
 class WidowXSim(Node):
     def __init__(self):
         super().__init__("widowx_sim")
-        self._stop = threading.Event()  # before anything that can fail: destroy_node() must work
-        self._thread = self._camera = None
+        self.threads = NodeThreads(self)
         self.params = declare_parameters(self, PARAMETERS)
         from vla_ros.sim.workcell import CAMERAS, Workcell  # noqa: PLC0415 - MuJoCo after parameters
 
@@ -100,10 +99,8 @@ class WidowXSim(Node):
         self.create_service(Trigger, topics.SIM_RESET_SERVICE, self.on_reset)
         DiagnosticsReporter(self, self.report)
         self._frame_due = threading.Event()
-        self._thread = node_thread(self, self.physics_loop, "physics")
-        self._camera = node_thread(self, self.camera_loop, "camera")
-        self._thread.start()
-        self._camera.start()
+        self.threads.start(self.physics_loop, "physics")
+        self.threads.start(self.camera_loop, "camera")
         self.get_logger().info(f"simulated wx250s up; suggested task: '{self.suggested}'")
 
     # --- time ---------------------------------------------------------------------------------------
@@ -202,7 +199,7 @@ class WidowXSim(Node):
         wall_start, sim_start = time.monotonic(), self.sim_time
         deadline = wall_start
         lateness = 0.0
-        while not self._stop.is_set():
+        while not self.threads.stopping.is_set():
             with self.lock:
                 now = self.now_s()
                 self.workcell.set_joint_targets(self.arm.sample(now), float(self.gripper.sample(now)[0]))
@@ -243,7 +240,7 @@ class WidowXSim(Node):
         renderer = mujoco.Renderer(self.workcell.model, height, width)
         slowest, window_start = 0.0, time.monotonic()
         try:
-            while not self._stop.is_set():
+            while not self.threads.stopping.is_set():
                 if not self._frame_due.wait(timeout=0.1):
                     continue
                 with self.lock:
@@ -310,10 +307,7 @@ class WidowXSim(Node):
         return (WARN if slow else OK), message, values
 
     def destroy_node(self):
-        self._stop.set()
-        for thread in (self._thread, self._camera):
-            if thread is not None and thread.is_alive():
-                thread.join(timeout=2.0)
+        self.threads.stop(timeout_s=2.0)
         super().destroy_node()
 
 

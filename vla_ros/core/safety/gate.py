@@ -95,7 +95,6 @@ class SafetyGate:
         with a false `ee_speed` veto in the demo, 2.5-3.1x the limit).
         """
         self.reference = None
-        self._reference_settled_mono = None
 
     def set_alive(self, name: str, alive: bool, now_mono: float) -> None:
         self.leases[name].alive = alive
@@ -228,16 +227,12 @@ class SafetyGate:
 
     def _reference(self, now_mono: float) -> Reference:
         settled = self._reference_settled_mono
-        if self.reference is not None and settled is not None and now_mono > settled + 0.5:
+        if settled is not None and now_mono > settled + 0.5:
             # The last command has long been reached and the arm is at rest: where the joint state says it is,
             # which is not the old target if something else moved it meanwhile (a reset of the simulator, a
             # person guiding the arm, another controller). Speeds are judged from there.
-            positions = self._hold_positions()
-            if positions is None:
-                self.reference = Reference(self.reference.positions, np.zeros(6), self.reference.ee_pos)
-            else:
-                self.reference = Reference(positions, np.zeros(6), self.forward_kinematics(positions)[0])
-        if self.reference is None:
+            self.reference = None
+        if self.reference is None:  # the rules before this one halted unless the joint state is fresh and finite
             positions = self.joints.positions.copy()
             self.reference = Reference(positions, np.zeros(6), self.forward_kinematics(positions)[0])
         return self.reference
