@@ -8,7 +8,8 @@ During the ROS run the executor's, safety monitor's and simulator's diagnostics 
 observation-to-command latency, chunk arrival margin, vetoes, real-time factor. A second, shorter ROS run
 at 20 Hz measures the executor's jitter there.
 
-Writes runs/bench_closed_loop/results.json, results.md and success.png. Usage:
+Writes runs/bench_closed_loop/results.json, results.md, success.png and graph_<run>.log (every node's output).
+Usage:
     MUJOCO_GL=egl python benchmarks/bench_closed_loop.py [--episodes-per-family 20] [--policy models/policy/vla]
 """
 
@@ -69,7 +70,8 @@ class DiagnosticsSampler:
         return next((v for k, v in self.latest.items() if k.endswith(name)), {})
 
 
-def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[str], label: str) -> tuple[list, dict]:
+def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[str], label: str,
+                out: Path) -> tuple[list, dict]:
     from vla_ros.commands.demo import DemoRun
     from vla_ros.graph_process import GraphProcess, ProbeNode
 
@@ -77,7 +79,7 @@ def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[s
     probe = ProbeNode(f"bench_closed_loop_{label}")
     results, started = [], time.monotonic()
     try:
-        run = DemoRun(probe, Path("runs/bench_closed_loop"))
+        run = DemoRun(probe, out)
         sampler = DiagnosticsSampler(probe)
         probe.spin_until(run.ready, 180, "every node of the graph")
         for family, seed in tqdm(seeds, desc=f"ROS {label}"):
@@ -88,7 +90,7 @@ def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[s
         stats = {
             "run_seconds": round(time.monotonic() - started, 1),
             "executor": {k: executor.get(k) for k in executor if k.startswith(("period_jitter", "obs_to_command",
-                                                                                  "chunk_arrival", "first_chunk_wait",
+                                                                                  "chunk_arrival", "first_chunk_wait", "hold_ticks",
                                                                                   "commands"))},
             "chunk_arrival_margin_ms_min_over_run": sampler.margin_min,
             "safety_monitor": {k: monitor.get(k) for k in monitor if k.startswith(("allowed", "scaled", "vetoed",
@@ -99,6 +101,7 @@ def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[s
     finally:
         probe.close()
         stats_exit = graph.stop()
+        (out / f"graph_{label}.log").write_text(graph.output + "\n")  # every node's output, for post-mortems
     stats["graph_exit_code"] = stats_exit
     return results, stats
 
@@ -126,14 +129,15 @@ def main() -> int:
     seeds = [(family, args.seed_base + i * len(FAMILIES) + k) for i in range(args.episodes_per_family)
              for k, family in enumerate(FAMILIES)]
     local = in_process(args.policy, seeds)
+    (out / "in_process.json").write_text(json.dumps(local, indent=2))  # kept even if the ROS run fails
     ros, stats = through_ros(seeds, args.timeout, [f"policy_path:={args.policy}",
-                                                   f"tokenizer_path:={args.policy}/tokenizer"], "5hz")
+                                                   f"tokenizer_path:={args.policy}/tokenizer"], "5hz", out)
     fast = None
     if args.jitter_seconds > 0:
         count = max(1, int(args.jitter_seconds // 12))
         _, fast = through_ros(seeds[:count], args.timeout, [f"policy_path:={args.policy}",
                                                             f"tokenizer_path:={args.policy}/tokenizer",
-                                                            "control_rate:=20.0"], "20hz")
+                                                            "control_rate:=20.0"], "20hz", out)
     successful = [r for r in ros if r["success"]]
     vetoed = sum(r["vetoes"] for r in successful)
     # Control ticks of the successful episodes (5 Hz): the commands those vetoes are counted against.

@@ -32,7 +32,17 @@ def test_executes_the_first_steps_then_holds_without_a_new_chunk():
     ran = [ex.tick(10.05 + i * DT) for i in range(5)]
     assert [s.action[0] for s in ran[:3]] == [0, 1, 2]  # steps 0..2 of the chunk
     assert ran[3].hold and "starved" in ran[3].reason  # never step 3+: no extrapolation
-    assert ran[4].hold
+    assert ran[4].hold and "starved" in ran[4].reason  # still starved, not "no chunk received" (it was)
+
+
+def test_hold_reasons_tell_a_missing_first_chunk_from_starvation_and_from_a_chunk_too_old():
+    ex = executor()
+    assert ex.tick(10.0).reason == "no chunk received for the current task"
+    ex.add_chunk(chunk(10.0), received_s=10.05)
+    [ex.tick(10.05 + i * DT) for i in range(3)]
+    ex.add_chunk(chunk(10.1), received_s=11.0)  # its 3 executable steps ended at 10.7 s
+    assert "too old" in ex.tick(11.0).reason
+    assert "starved" in ex.tick(11.2).reason
 
 
 def test_a_late_chunk_skips_the_steps_that_lie_in_the_past():
@@ -206,3 +216,24 @@ def test_ensemble_is_the_weighted_mean_with_a_gripper_vote():
     assert even[0] == pytest.approx(3.0) and even[6] == 0.0  # one of three votes to close
     oldest_first = ensemble(steps, 5.0)
     assert oldest_first[0] == pytest.approx(1.0, abs=0.05) and oldest_first[6] == 1.0
+
+
+def test_starvation_log_names_what_the_latest_chunk_kept_the_executor_waiting_on():
+    from vla_ros.core.timing import StarvationLog
+
+    log = StarvationLog()
+    log.command(0.05)  # an early chunk: nothing waited on
+    for _ in range(3):
+        log.hold("starved: waiting for the next chunk")
+    log.hold("newest chunk is too old: its executable steps lie in the past")
+    log.command(-0.8)  # adopted 0.8 s after it was needed
+    log.hold("no fresh /joint_states")
+    log.command(None)  # a tick inside a window: no margin, the holds before it are forgotten
+    log.command(-0.1)
+    summary = log.summary()
+    assert summary["chunk_arrival_margin_worst_ms"] == "-800.00"
+    assert summary["chunk_arrival_margin_worst_waited_on"] == (
+        "starved: waiting for the next chunk ×3; newest chunk is too old: its executable steps lie in the past ×1")
+    assert summary["hold_ticks[starved: waiting for the next chunk]"] == "3"
+    assert summary["hold_ticks[no fresh /joint_states]"] == "1"
+    assert "chunk_arrival_margin_worst_ms" not in StarvationLog().summary()

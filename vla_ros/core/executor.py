@@ -146,7 +146,7 @@ class ChunkExecutor:
             margin = needed - stored.received_s
             self._chunks.append(stored)
             return _Window(stored, first, last), margin, ""
-        if current == -math.inf:
+        if not self._started:
             return None, None, "no chunk received for the current task"
         return None, None, "starved: waiting for the next chunk"
 

@@ -27,3 +27,37 @@ class Samples:
         out[f"{name}_ms_min"] = f"{self.min_ms():.2f}"
         out[f"{name}_count"] = str(len(self.values))
         return out
+
+
+class StarvationLog:
+    """Why the executor held, tick by tick, and what it was waiting on when a chunk came latest.
+
+    `hold(reason)` for every tick without a command, `command(margin_s)` for every tick with one (the
+    arrival margin when the tick adopted a chunk, else None). The reasons of the holds since the last
+    command are kept with the most negative margin seen: the diagnostics then say not only how late
+    the latest chunk was but what the executor was waiting for meanwhile (starved, a chunk too old to
+    execute, stale joint states, …).
+    """
+
+    def __init__(self):
+        self.holds: dict[str, int] = {}
+        self.worst_margin_s = float("inf")
+        self.worst_reasons: tuple[str, ...] = ()
+        self._current: dict[str, int] = {}
+
+    def hold(self, reason: str) -> None:
+        self.holds[reason] = self.holds.get(reason, 0) + 1
+        self._current[reason] = self._current.get(reason, 0) + 1
+
+    def command(self, margin_s: float | None) -> None:
+        if margin_s is not None and margin_s < self.worst_margin_s:
+            self.worst_margin_s = margin_s
+            self.worst_reasons = tuple(f"{reason} ×{count}" for reason, count in self._current.items())
+        self._current = {}
+
+    def summary(self) -> dict[str, str]:
+        out = {f"hold_ticks[{reason}]": str(count) for reason, count in sorted(self.holds.items())}
+        if self.worst_margin_s != float("inf"):
+            out["chunk_arrival_margin_worst_ms"] = f"{self.worst_margin_s * 1e3:.2f}"
+            out["chunk_arrival_margin_worst_waited_on"] = "; ".join(self.worst_reasons) or "nothing (no hold)"
+        return out

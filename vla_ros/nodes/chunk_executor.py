@@ -20,7 +20,7 @@ from vla_ros.core import topics
 from vla_ros.core.action_chunks import ChunkError, parse_chunk
 from vla_ros.core.control_loop import ControlLoop, ControlSettings
 from vla_ros.core.executor import ExecutorConfig
-from vla_ros.core.timing import Samples
+from vla_ros.core.timing import Samples, StarvationLog
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS
@@ -64,6 +64,7 @@ class ChunkExecutorNode(Node):
         self.hold_reason = "idle"
         self.last_rejection = ""
         self.latency, self.margin, self.jitter, self.first_wait = Samples(), Samples(), Samples(), Samples()
+        self.starvation = StarvationLog()
         self.arm_pub = self.create_publisher(JointTrajectory, topics.ARM_COMMAND, LEASED_COMMANDS)
         self.gripper_pub = self.create_publisher(JointTrajectory, topics.GRIPPER_COMMAND, LEASED_COMMANDS)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
@@ -153,8 +154,11 @@ class ChunkExecutorNode(Node):
         if output.targets is None:
             self.counts["holds"] += output.new_hold
             self.hold_reason = output.reason
+            if self.task:
+                self.starvation.hold(output.reason)
             return
         step, targets = output.step, output.targets
+        self.starvation.command(step.arrival_margin_s)
         if step.arrival_margin_s is not None:
             self.margin.add(step.arrival_margin_s)
         if step.first_chunk_wait_s is not None:
@@ -176,6 +180,7 @@ class ChunkExecutorNode(Node):
         values.update(self.margin.summary("chunk_arrival_margin"))
         values.update(self.first_wait.summary("first_chunk_wait"))
         values.update(self.jitter.summary("period_jitter"))
+        values.update(self.starvation.summary())
         holding = bool(self.hold_reason) and self.task != ""
         return (WARN if holding else OK), (f"holding: {self.hold_reason}" if self.hold_reason else "executing"), values
 

@@ -25,6 +25,8 @@ class VLAConfig:
     text_encoder: str = TEXT_ENCODER_NAME
     text_dim: int = 384
     text_tokens: int = 16  # instruction word pieces, padded or truncated to this many (fixed layout)
+    film: bool = True  # FiLM-condition the CNN on the mean instruction state (configs without the key: False)
+    grounding_head: bool = True  # training-only head: where the named objects stand (configs without it: False)
     use_proprio: bool = True
     proprio_mean: list[float] = field(default_factory=lambda: [0.0] * PROPRIO_DIM)
     proprio_std: list[float] = field(default_factory=lambda: [1.0] * PROPRIO_DIM)
@@ -70,7 +72,7 @@ class VLAConfig:
         unknown = set(values) - set(names)
         if unknown:
             raise ValueError(f"unknown VLA config fields: {sorted(unknown)}")
-        kwargs = {}
+        kwargs = {"film": False, "grounding_head": False}  # policies saved before these existed lack the keys
         for key, value in values.items():
             default = names[key].default
             kwargs[key] = tuple(value) if isinstance(default, tuple) else value

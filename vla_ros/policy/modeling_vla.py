@@ -70,7 +70,8 @@ class VLAPolicy(nn.Module):
         self.config = config
         self.vocab = Vocabulary(config.action_vocab_size, tuple(config.plan_words), config.max_plan_tokens)
         width = config.hidden_size
-        self.vision = VisionEncoder(config.image_size, config.image_grid, tuple(config.cnn_channels), width)
+        self.vision = VisionEncoder(config.image_size, config.image_grid, tuple(config.cnn_channels), width,
+                                    condition_dim=config.text_dim if config.film else 0)
         self.text_projection = nn.Linear(config.text_dim, width)
         self.text_padding = nn.Parameter(torch.zeros(width))
         self.proprio_projection = nn.Linear(PROPRIO_DIM, width)
@@ -80,6 +81,10 @@ class VLAPolicy(nn.Module):
         # Training-only: regresses the normalized chunk where the first action token is predicted, a smooth
         # signal next to the cross-entropy on code ids (codes of a VQ-VAE say nothing about their distances).
         self.chunk_head = nn.Linear(width, config.chunk_size * 7)
+        # Training-only: regresses where the instruction's target (and reference) object stands on the table
+        # from the same hidden state. It supervises grounding on every sample, where the action tokens only
+        # reveal the named block in the first steps of an episode (later, "the nearest block" predicts them).
+        self.grounding_head = nn.Linear(width, 4) if config.grounding_head else None
         self.register_buffer("proprio_mean", torch.tensor(config.proprio_mean, dtype=torch.float32), persistent=False)
         self.register_buffer("proprio_std", torch.tensor(config.proprio_std, dtype=torch.float32), persistent=False)
         for parameter in (self.text_padding, self.proprio_missing):
@@ -95,9 +100,14 @@ class VLAPolicy(nn.Module):
         images uint8 [B, H, W, 3]; text_states [B, text_tokens, 384] and text_mask [B, text_tokens]
         from `TextEncoder`; proprio [B, 6] joint positions (rad) with proprio_present [B] (0/1).
         """
-        image_tokens = self.vision(images) + self.segments.weight[IMAGE_SEGMENT]
-        mask = text_mask.to(image_tokens.dtype).unsqueeze(-1)
-        text = self.text_projection(text_states.to(image_tokens.dtype))
+        dtype = self.segments.weight.dtype
+        mask = text_mask.to(dtype).unsqueeze(-1)
+        states = text_states.to(dtype)
+        condition = None
+        if self.config.film:  # the instruction's mean word-piece state (states are zero at padding)
+            condition = states.sum(1) / mask.sum(1).clamp(min=1.0)
+        image_tokens = self.vision(images, condition) + self.segments.weight[IMAGE_SEGMENT]
+        text = self.text_projection(states)
         text_tokens = text * mask + self.text_padding * (1.0 - mask) + self.segments.weight[TEXT_SEGMENT]
         parts = [image_tokens, text_tokens]
         if self.config.use_proprio:

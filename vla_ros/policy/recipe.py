@@ -19,6 +19,7 @@ class TrainRecipe:
     shift_pixels: int = 4  # random image translation, pixels
     paraphrase: bool = True
     chunk_loss_weight: float = 1.0  # auxiliary regression of the normalized chunk (training only)
+    grounding_loss_weight: float = 1.0  # auxiliary regression of the named objects' table positions
     eval_every: int = 500
     checkpoint_every: int = 500
     seed: int = 0

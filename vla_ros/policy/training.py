@@ -73,12 +73,14 @@ def make_batch(data: TrainingSet, text: TextTable, index: np.ndarray, policy: VL
         "proprio": torch.from_numpy(data.joint_pos[index]), "proprio_present": torch.from_numpy(present),
         "inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets),
         "first_action": torch.from_numpy(first_action), "chunks": torch.from_numpy(data.chunks[index]),
+        "places": torch.from_numpy(data.places[index]), "place_mask": torch.from_numpy(data.place_mask[index]),
     }
 
 
-def batch_loss(policy: VLAPolicy, batch: dict, device: torch.device, chunk_weight: float = 0.0
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(cross-entropy over plan and action targets + chunk_weight × chunk regression MSE, logits, targets)."""
+def batch_loss(policy: VLAPolicy, batch: dict, device: torch.device, chunk_weight: float = 0.0,
+               grounding_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cross-entropy over plan and action targets + chunk_weight × chunk regression MSE
+    + grounding_weight × masked MSE of the named objects' positions, logits, targets)."""
     moved = {k: v.to(device) for k, v in batch.items()}
     prefix = policy.prefix_embeddings(moved["images"], moved["text_states"], moved["text_mask"],
                                       moved["proprio"], moved["proprio_present"])
@@ -86,10 +88,15 @@ def batch_loss(policy: VLAPolicy, batch: dict, device: torch.device, chunk_weigh
     logits = policy.llama.lm_head(hidden)
     targets = moved["targets"]
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE)
+    rows = torch.arange(hidden.shape[0], device=device)
+    first = hidden[rows, moved["first_action"]]
     if chunk_weight > 0:
-        rows = torch.arange(hidden.shape[0], device=device)
-        predicted = policy.chunk_head(hidden[rows, moved["first_action"]]).view_as(moved["chunks"])
+        predicted = policy.chunk_head(first).view_as(moved["chunks"])
         loss = loss + chunk_weight * F.mse_loss(predicted, moved["chunks"])
+    if grounding_weight > 0 and policy.grounding_head is not None:
+        mask = moved["place_mask"].repeat_interleave(2, dim=1)  # [B, 4]: x and y share their object's flag
+        error = (policy.grounding_head(first) - moved["places"]) ** 2 * mask
+        loss = loss + grounding_weight * error.sum() / mask.sum().clamp(min=1.0)
     return loss, logits, targets
 
 
@@ -101,6 +108,7 @@ def validate(policy: VLAPolicy, data: TrainingSet, text: TextTable, recipe: Trai
     rng = np.random.default_rng(0)
     order = np.arange(len(data)) if len(data) <= limit else np.sort(rng.choice(len(data), limit, replace=False))
     losses, correct, total, exact = [], 0, 0, 0
+    place_error, place_count = 0.0, 0
     for start in range(0, len(order), recipe.batch_size):
         index = order[start:start + recipe.batch_size]
         batch = make_batch(data, text, index, policy, recipe, rng, torch.Generator(), train=False)
@@ -112,9 +120,30 @@ def validate(policy: VLAPolicy, data: TrainingSet, text: TextTable, recipe: Trai
         correct += int(hits.sum())
         total += int(valid.sum())
         exact += int((hits | ~valid).all(1).sum())
+        if policy.grounding_head is not None:
+            error, count = grounding_error(policy, batch, device)
+            place_error, place_count = place_error + error, place_count + count
     policy.train()
-    return {"loss": sum(losses) / len(order), "token_accuracy": correct / max(1, total),
-            "chunk_exact": exact / len(order), "samples": int(len(order))}
+    metrics = {"loss": sum(losses) / len(order), "token_accuracy": correct / max(1, total),
+               "chunk_exact": exact / len(order), "samples": int(len(order))}
+    if place_count:
+        metrics["target_place_error_cm"] = 100.0 * place_error / place_count
+    return metrics
+
+
+def grounding_error(policy: VLAPolicy, batch: dict, device) -> tuple[float, int]:
+    """(sum of the grounding head's target-position errors in metres, samples) over a batch's reach steps."""
+    from vla_ros.policy.training_data import PLACE_SCALE
+
+    moved = {k: v.to(device) for k, v in batch.items()}
+    prefix = policy.prefix_embeddings(moved["images"], moved["text_states"], moved["text_mask"],
+                                      moved["proprio"], moved["proprio_present"])
+    hidden = policy.hidden_states(prefix, moved["inputs"])
+    first = hidden[torch.arange(hidden.shape[0], device=device), moved["first_action"]]
+    scale = torch.as_tensor(PLACE_SCALE[:2], device=device)
+    distance = ((policy.grounding_head(first)[:, :2] - moved["places"][:, :2]) * scale).norm(dim=1)
+    known = moved["place_mask"][:, 0] > 0
+    return float(distance[known].sum()), int(known.sum())
 
 
 def load_split(data_dir: str | Path) -> tuple[list, list]:
@@ -190,7 +219,7 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
     for step in bar:
         index = rng.integers(0, len(train_set), recipe.batch_size)
         batch = make_batch(train_set, train_text, index, policy, recipe, rng, generator, train=True)
-        loss, _, _ = batch_loss(policy, batch, device, recipe.chunk_loss_weight)
+        loss, _, _ = batch_loss(policy, batch, device, recipe.chunk_loss_weight, recipe.grounding_loss_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -210,8 +239,10 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
             if metrics["token_accuracy"] > best["token_accuracy"]:
                 best = {"step": step + 1, "token_accuracy": metrics["token_accuracy"],
                         "model": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}}
+            where = f", target place error {metrics['target_place_error_cm']:.1f} cm" \
+                if "target_place_error_cm" in metrics else ""
             bar.write(f"step {step + 1}: valid loss {metrics['loss']:.3f}, token accuracy "
-                      f"{metrics['token_accuracy']:.3f}, chunk exact {metrics['chunk_exact']:.3f}")
+                      f"{metrics['token_accuracy']:.3f}, chunk exact {metrics['chunk_exact']:.3f}{where}")
         if (step + 1) % recipe.checkpoint_every == 0 and not last:
             _save_checkpoint(checkpoint, policy, optimizer, schedule, rng, generator, history, step + 1,
                              trained_seconds + time.perf_counter() - resumed_at, recipe, best)

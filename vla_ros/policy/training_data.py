@@ -16,6 +16,9 @@ import torch
 from vla_ros.policy.vocabulary import Vocabulary
 
 IGNORE = -100
+# Table coordinates of the objects, normalized to about [-1, 1] for the grounding loss (layout.WORKSPACE_X/Y).
+PLACE_CENTER = np.array([0.30, 0.0, 0.30, 0.0], np.float32)
+PLACE_SCALE = np.array([0.10, 0.20, 0.10, 0.20], np.float32)
 
 
 def training_paraphrases(instruction: str) -> list[str]:
@@ -28,6 +31,28 @@ def training_paraphrases(instruction: str) -> list[str]:
         return [instruction]
     phrasings = [template.format(**task.slots()) for template in TRAIN_TEMPLATES[task.family]]
     return sorted(set(phrasings))
+
+
+def object_places(episode) -> tuple[np.ndarray, np.ndarray]:
+    """Where the named objects stood: ([target x, y, reference x, y] normalized, [target known, reference known]).
+
+    Re-derived from the episode's seed: `data generate` lays out `Workcell.reset(seed, family=…)`, whose
+    layout and task come from the seed alone (no physics). An episode whose instruction the seed does not
+    reproduce (another generator) gets no label (mask 0).
+    """
+    from vla_ros.sim.layout import sample_layout
+    from vla_ros.sim.tasks import sample_task
+
+    rng = np.random.default_rng(episode.seed)
+    layout = sample_layout(rng, None, family=episode.family)
+    task = sample_task(rng, layout, split="train", family=episode.family)
+    places, known = np.zeros(4, np.float32), np.zeros(2, np.float32)
+    if task.instruction != episode.instruction:
+        return places, known
+    places[:2], known[0] = layout.position(task.target), 1.0
+    if task.reference:
+        places[2:], known[1] = layout.position(task.reference), 1.0
+    return ((places - PLACE_CENTER) / PLACE_SCALE * np.repeat(known, 2)).astype(np.float32), known
 
 
 def split_names(path: str | Path) -> dict[str, list[str]]:
@@ -52,6 +77,8 @@ class TrainingSet:
     tokens: np.ndarray  # int64 [N, T]: the tokenizer's ids of actions[t:t+H]
     chunks: np.ndarray  # float32 [N, H, 7]: actions[t:t+H] normalized by the tokenizer (gripper 0/1)
     plans: np.ndarray  # int64 [N, max_plan_tokens + 1], END_PLAN-terminated, IGNORE-padded
+    places: np.ndarray  # float32 [N, 4]: normalized table x, y of the target and the reference (`object_places`)
+    place_mask: np.ndarray  # float32 [N, 2]: target label valid (reach phase: it has not moved yet), reference valid
     episode: np.ndarray  # int64 [N]
     phrasings: list[list[int]]  # per episode: indices into `instructions`
     instructions: list[str]
@@ -65,6 +92,7 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
     from vla_ros.tokenizers.chunking import chunks_from_episode
 
     images, joints, tokens, normalized, plans, owner, phrasings = [], [], [], [], [], [], []
+    places, place_mask = [], []
     instructions: dict[str, int] = {}
     width = vocab.max_plan_tokens + 1
     for index, episode in enumerate(episodes):
@@ -79,12 +107,19 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
             plan = vocab.plan_ids(episode.phases[t:])
             plans.append(plan + [IGNORE] * (width - len(plan)))
         owner.append(np.full(len(episode.actions), index))
+        where, known = object_places(episode)
+        reaching = np.zeros(len(episode.actions), np.float32)
+        if "reach" in episode.phase_names:  # the target stays put until the grasp (or the push) begins
+            reaching = (episode.phases[: len(episode.actions)] == episode.phase_names.index("reach")).astype(np.float32)
+        places.append(np.repeat(where[None], len(episode.actions), 0))
+        place_mask.append(np.stack([reaching * known[0], np.full(len(episode.actions), known[1])], 1))
         texts = training_paraphrases(episode.instruction) if paraphrase else [episode.instruction]
         phrasings.append([instructions.setdefault(text, len(instructions)) for text in texts])
     return TrainingSet(
         images=np.concatenate(images), joint_pos=np.concatenate(joints), tokens=np.concatenate(tokens),
         chunks=np.concatenate(normalized).astype(np.float32),
-        plans=np.asarray(plans, np.int64), episode=np.concatenate(owner), phrasings=phrasings,
+        plans=np.asarray(plans, np.int64), places=np.concatenate(places).astype(np.float32),
+        place_mask=np.concatenate(place_mask).astype(np.float32), episode=np.concatenate(owner), phrasings=phrasings,
         instructions=list(instructions))
 
 

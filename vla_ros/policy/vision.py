@@ -19,14 +19,20 @@ def _block(inputs: int, outputs: int, kernel: int, stride: int) -> nn.Sequential
 
 
 class VisionEncoder(nn.Module):
-    """uint8 frames [B, H, W, 3] → visual tokens [B, grid², width].
+    """uint8 frames [B, H, W, 3] (+ an instruction vector) → visual tokens [B, grid², width].
 
     Stride-2 convolutions bring 128 px to 8 px; a patchify convolution then makes the grid.
     Two coordinate channels (CoordConv) are appended to the pixels: the policy has to say
     *where* to move, and explicit coordinates make absolute position cheap to read.
+
+    With `condition_dim` > 0 every stage is FiLM-conditioned on the instruction (RT-1's
+    FiLM-EfficientNet idea, Perez et al. 2018): after each normalization the features are
+    scaled and shifted by `1 + γ(text)` and `β(text)`, so the CNN can bring out the block the
+    instruction names *before* the frame is pooled into a few coarse tokens. γ and β start at
+    zero: an untrained conditioned encoder computes what the unconditioned one does.
     """
 
-    def __init__(self, image_size: int, grid: int, channels: tuple[int, ...], width: int):
+    def __init__(self, image_size: int, grid: int, channels: tuple[int, ...], width: int, condition_dim: int = 0):
         super().__init__()
         stages = len(channels)
         reduced = image_size // (2 ** stages)
@@ -37,6 +43,10 @@ class VisionEncoder(nn.Module):
             layers.append(_block(previous, out, 5 if index == 0 else 3, 2))
             previous = out
         self.features = nn.Sequential(*layers)
+        self.film = nn.ModuleList(nn.Linear(condition_dim, 2 * out) for out in channels) if condition_dim else None
+        for layer in self.film or ():
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
         patch = reduced // grid
         self.patchify = nn.Conv2d(previous, width, patch, patch)
         self.position = nn.Parameter(torch.zeros(grid * grid, width))
@@ -45,9 +55,19 @@ class VisionEncoder(nn.Module):
         coords = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), 0)  # [2, H, W]: row, column
         self.register_buffer("coords", coords, persistent=False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """`condition` [B, condition_dim] is required when the encoder was built FiLM-conditioned."""
+        if (self.film is None) != (condition is None):
+            raise ValueError("a FiLM-conditioned vision encoder needs the instruction vector (and only it does)")
         pixels = images.permute(0, 3, 1, 2).float() * (1.0 / 255.0)
         pixels = (pixels - PIXEL_MEAN) / PIXEL_STD
         coords = self.coords.unsqueeze(0).expand(pixels.shape[0], -1, -1, -1)
-        grid = self.patchify(self.features(torch.cat([pixels, coords], 1)))  # [B, width, g, g]
+        features = torch.cat([pixels, coords], 1)
+        for index, (conv, norm, activation) in enumerate(self.features):
+            features = norm(conv(features))
+            if self.film is not None:
+                scale, shift = self.film[index](condition).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+                features = features * (1.0 + scale) + shift
+            features = activation(features)
+        grid = self.patchify(features)  # [B, width, g, g]
         return grid.flatten(2).transpose(1, 2) + self.position
