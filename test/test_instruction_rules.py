@@ -65,6 +65,13 @@ def test_max_chars_is_a_limit_not_a_target():
     assert interpret_instruction("a" * 513, max_chars=600).accepted
 
 
+@pytest.mark.parametrize("text", [". .", "go . !", "a .\t.", "\u01f0 ."])
+def test_normalization_reaches_its_fixed_point_in_one_call(text):
+    # Found by the property test below: ". ." became "." and only the second call made it "".
+    once = normalize_instruction(text)
+    assert normalize_instruction(once) == once
+
+
 @given(st.text(max_size=200))
 def test_normalization_is_idempotent_and_clean(text):
     once = normalize_instruction(text)

@@ -42,7 +42,20 @@ def decode_utf8(payload: bytes) -> str:
 
 
 def normalize_instruction(text: str) -> str:
-    """Canonical form of an instruction: NFKC, no control characters, single spaces, lower case, no end punctuation."""
+    """Canonical form of an instruction: NFKC, no control characters, single spaces, lower case, no end punctuation.
+
+    Idempotent: the pass is repeated until nothing changes (". ." loses its last "." only once the space before
+    it is gone; casefolding can leave a string that NFKC composes again), which takes at most a few passes.
+    """
+    for _ in range(8):
+        cleaned = _normalize_once(text)
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
+
+
+def _normalize_once(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     # Control and format characters (C*) become spaces so "pick\tup" stays two words.
     text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in text)
