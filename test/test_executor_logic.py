@@ -49,9 +49,21 @@ def test_a_late_chunk_skips_the_steps_that_lie_in_the_past():
     ex = executor(execute_steps=5)
     ex.add_chunk(chunk(10.0), received_s=10.45)
     steps = [ex.tick(10.45 + i * DT) for i in range(4)]
-    # At 10.45 s steps 0 and 1 (midpoints 10.1 and 10.3) are past: execution starts at step 2.
+    # At 10.45 s the intervals of steps 0 and 1 (to 10.2 and 10.4 s) are past: execution starts at step 2.
     assert [s.action[0] for s in steps[:3]] == [2, 3, 4]
     assert steps[3].hold
+
+
+def test_a_chunk_from_a_frame_taken_mid_period_starts_with_its_first_step():
+    # The frame is 0.15 s old at the tick (past step 0's midpoint, inside its interval): step 0 runs now.
+    # A policy trained on frames taken at control ticks acts from a mid-period frame as from the next tick;
+    # dropping step 0 here cost the graph most of its success (docs/benchmarks.md, session 6).
+    ex = executor()
+    ex.add_chunk(chunk(10.0), received_s=10.1)
+    assert [ex.tick(10.15 + i * DT).action[0] for i in range(3)] == [0, 1, 2]
+    late = executor()
+    late.add_chunk(chunk(10.0), received_s=10.2)
+    assert [late.tick(10.25 + i * DT).action[0] for i in range(2)] == [1, 2]  # step 0's interval has ended
 
 
 def test_a_chunk_whose_window_lies_in_the_past_is_not_executed():

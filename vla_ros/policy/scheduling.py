@@ -38,10 +38,11 @@ def decide(task: str, image_sequence: int, used_sequence: int, image_age_s: floa
 def replay_step(elapsed_s: float, control_hz: float = 5.0) -> int:
     """The replay backend's chunk index for a frame taken `elapsed_s` after the task started.
 
-    The nearest control step: the executor schedules the chunk's step i at the frame's stamp + i steps, so
-    recorded step k + i then runs at the task start + (k + i) steps, with no step repeated or skipped.
+    The first control step at or after the frame: the executor runs the chunk's step i in the interval
+    [stamp + i·dt, stamp + (i+1)·dt), so with ticks on the task's 5 Hz grid recorded step k + i runs at
+    the task start + (k + i) steps, with no step repeated or skipped.
     """
-    return max(0, int(np.floor(elapsed_s * control_hz + 0.5)))
+    return max(0, int(np.ceil(elapsed_s * control_hz - 1e-6)))
 
 
 class LatencyWindow:
