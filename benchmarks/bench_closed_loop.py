@@ -97,6 +97,9 @@ def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[s
                                                                                    "holds", "dropped"))},
             "real_time_factor_min": min(sampler.rtf) if sampler.rtf else None,
             "real_time_factor_mean": float(np.mean(sampler.rtf)) if sampler.rtf else None,
+            # Every node's last status: the peaks (oldest frame, slowest inference, the worst margin's time)
+            # say where a late chunk lost its time.
+            "diagnostics_final": dict(sampler.latest),
         }
     finally:
         probe.close()
@@ -119,6 +122,9 @@ def main() -> int:
     parser.add_argument("--jitter-seconds", type=float, default=60.0, help="length of the 20 Hz run (0 = skip)")
     parser.add_argument("--seed-base", type=int, default=SEED_BASE,
                         help="first layout seed (default 1 000 000, never used for data; 0 = the training layouts)")
+    parser.add_argument("--graph-arg", action="append", default=[], metavar="NAME:=VALUE",
+                        help="extra argument for the widowx graph in both ROS runs (repeatable), e.g. "
+                             "observe_after_window:=true")
     parser.add_argument("--out", default="runs/bench_closed_loop")
     args = parser.parse_args()
     os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 30))
@@ -130,14 +136,12 @@ def main() -> int:
              for k, family in enumerate(FAMILIES)]
     local = in_process(args.policy, seeds)
     (out / "in_process.json").write_text(json.dumps(local, indent=2))  # kept even if the ROS run fails
-    ros, stats = through_ros(seeds, args.timeout, [f"policy_path:={args.policy}",
-                                                   f"tokenizer_path:={args.policy}/tokenizer"], "5hz", out)
+    graph_args = [f"policy_path:={args.policy}", f"tokenizer_path:={args.policy}/tokenizer", *args.graph_arg]
+    ros, stats = through_ros(seeds, args.timeout, graph_args, "5hz", out)
     fast = None
     if args.jitter_seconds > 0:
         count = max(1, int(args.jitter_seconds // 12))
-        _, fast = through_ros(seeds[:count], args.timeout, [f"policy_path:={args.policy}",
-                                                            f"tokenizer_path:={args.policy}/tokenizer",
-                                                            "control_rate:=20.0"], "20hz", out)
+        _, fast = through_ros(seeds[:count], args.timeout, [*graph_args, "control_rate:=20.0"], "20hz", out)
     successful = [r for r in ros if r["success"]]
     vetoed = sum(r["vetoes"] for r in successful)
     # Control ticks of the successful episodes (5 Hz): the commands those vetoes are counted against.
@@ -145,6 +149,7 @@ def main() -> int:
     results = {
         "episodes_per_family": args.episodes_per_family,
         "seed_base": args.seed_base,
+        "graph_args": args.graph_arg,
         "in_process": {f: rate(local, f) for f in FAMILIES} | {"mean": rate(local)},
         "ros": {f: rate(ros, f) for f in FAMILIES} | {"mean": rate(ros)},
         "ros_stats_5hz": stats,

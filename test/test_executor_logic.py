@@ -230,6 +230,65 @@ def test_ensemble_is_the_weighted_mean_with_a_gripper_vote():
     assert oldest_first[0] == pytest.approx(1.0, abs=0.05) and oldest_first[6] == 1.0
 
 
+def test_a_late_chunk_reports_its_age_at_arrival_and_the_silence_before_it():
+    ex = executor()
+    ex.add_chunk(chunk(10.0), received_s=10.05)
+    first = ex.tick(10.05)
+    assert first.arrival_margin_s is None and first.arrival_age_s is None  # the task's first chunk: a wait
+    [ex.tick(10.25 + i * DT) for i in range(2)]  # steps 1 and 2: the window ends, needed again at 10.65
+    assert ex.tick(10.65).hold
+    ex.add_chunk(chunk(10.9), received_s=11.2)  # 1.15 s of silence; computed from a frame 0.3 s old
+    late = ex.tick(11.25)
+    assert late.arrival_margin_s == pytest.approx(10.65 - 11.2)
+    assert late.arrival_age_s == pytest.approx(0.3)
+    assert late.arrival_gap_s == pytest.approx(1.15)
+    ex.set_task(OTHER)  # a new task: its first chunk has no predecessor to measure a gap from
+    ex.add_chunk(chunk(12.0, task=OTHER), received_s=12.1)
+    ex.tick(12.1)
+    ex.add_chunk(chunk(12.2, task=OTHER), received_s=12.3)
+    [ex.tick(12.3 + i * DT) for i in range(2)]
+    early = ex.tick(12.7)  # adopted on time: queued 0.4 s before it was needed
+    assert early.arrival_margin_s == pytest.approx(0.4)
+    assert early.arrival_gap_s == pytest.approx(0.2) and early.arrival_age_s == pytest.approx(0.1)
+
+
+def test_observe_after_window_adopts_only_a_chunk_from_a_frame_taken_after_the_window():
+    ex = executor(observe_after_window=True)
+    ex.add_chunk(chunk(10.0), received_s=10.05)
+    [ex.tick(10.05 + i * DT) for i in range(3)]  # the window's last step ends at 10.65
+    ex.add_chunk(chunk(10.3, base=10), received_s=10.4)  # planned from a frame taken while the window ran
+    held = ex.tick(10.65)
+    assert held.hold and held.reason == "waiting for a chunk observed after the last window"
+    ex.add_chunk(chunk(10.7, base=20), received_s=10.8)  # frame taken after the window's end
+    adopted = ex.tick(10.85)
+    assert adopted.action[0] == 20  # its step 0: the frame is 0.15 s old, inside step 0's interval
+    assert adopted.arrival_margin_s == pytest.approx(0.05)  # needed one period after the window's end
+    plain = executor()  # the design's latency hiding takes the chunk planned during the window at once
+    plain.add_chunk(chunk(10.0), received_s=10.05)
+    [plain.tick(10.05 + i * DT) for i in range(3)]
+    plain.add_chunk(chunk(10.3, base=10), received_s=10.4)
+    assert plain.tick(10.65).action[0] == 11  # step 1: its step 0 interval [10.3, 10.5) is past
+
+
+def test_starvation_log_keeps_where_the_worst_chunk_lost_its_time():
+    from vla_ros.core.timing import Peak, StarvationLog
+
+    log = StarvationLog()
+    log.command(-0.2, age_s=0.15, gap_s=0.5, at_s=100.0)
+    log.command(-0.9, age_s=1.1, gap_s=1.3, at_s=250.5)
+    log.command(-0.5, age_s=0.2, gap_s=0.9, at_s=300.0)
+    summary = log.summary()
+    assert summary["chunk_arrival_margin_worst_ms"] == "-900.00"
+    assert summary["chunk_arrival_margin_worst_chunk_age_at_arrival_ms"] == "1100.00"
+    assert summary["chunk_arrival_margin_worst_gap_before_ms"] == "1300.00"
+    assert summary["chunk_arrival_margin_worst_at"] == "250.500"
+    peak = Peak()
+    assert peak.summary("latency") == {}
+    for value, at in [(0.004, 1.0), (1.2, 2.0), (0.005, 3.0)]:
+        peak.add(value, at)
+    assert peak.summary("latency") == {"latency_ms_max": "1200.00", "latency_max_at": "2.000"}
+
+
 def test_starvation_log_names_what_the_latest_chunk_kept_the_executor_waiting_on():
     from vla_ros.core.timing import StarvationLog
 

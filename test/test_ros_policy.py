@@ -105,13 +105,13 @@ def identity_of(msg: Int32MultiArray) -> str:
                                 np.asarray(msg.data)).identity
 
 
-def diagnostics_value(probe, key: str) -> int:
+def diagnostics_value(probe, key: str) -> float:
     for array in reversed(probe.diagnostics):
         for status in array.status:
             if status.name.endswith("vla_policy"):
                 values = {kv.key: kv.value for kv in status.values}
                 if key in values:
-                    return int(values[key])
+                    return float(values[key])
     return -1
 
 
@@ -148,6 +148,10 @@ def test_an_image_and_a_task_give_one_chunk_of_tokens_with_their_metadata(graph)
     probe.spin_for(1.0)
     assert len(probe.tokens) == count + 1
     probe.spin_until(lambda: diagnostics_value(probe, "chunks_published") >= 1, 10, "chunks_published diagnostics")
+    # the slowest inference and the oldest frame used are kept with their time, for finding stalls
+    assert diagnostics_value(probe, "latency_ms_max") > 0
+    assert diagnostics_value(probe, "inferred_frame_age_ms_max") >= 0
+    assert diagnostics_value(probe, "latency_max_at") > 0
 
 
 def test_a_missing_model_is_one_clear_start_up_error(tmp_path):

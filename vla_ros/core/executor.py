@@ -36,6 +36,12 @@ class ExecutorConfig:
     # ACT's temporal ensembling weight exp(-decay·i), i = 0 for the oldest chunk; negative favours newer ones.
     blend_decay: float = 0.5
     max_chunks: int = 16
+    # After a window, adopt only a chunk computed from a frame taken once the window's last step had run (minus
+    # `observe_tolerance_s`), as the policy was trained and is evaluated in-process; the arm then holds about one
+    # control period per window. False: the design's latency hiding (the next chunk comes from a frame taken
+    # while the window ran, so it is planned from a state the arm has already left).
+    observe_after_window: bool = False
+    observe_tolerance_s: float = 0.05
 
     def __post_init__(self):
         if self.execute_steps < 1:
@@ -57,6 +63,10 @@ class Step:
     # Set when the task's first chunk was adopted at this tick: how long the executor waited for it since
     # the task began (the policy's first inference; nothing can arrive early for a new task).
     first_chunk_wait_s: float | None = None
+    # With an arrival margin: the adopted chunk's observation age when it arrived, and how long no chunk of
+    # the task had arrived before it (where a late chunk lost its time; None for a task's first chunk).
+    arrival_age_s: float | None = None
+    arrival_gap_s: float | None = None
 
     @property
     def hold(self) -> bool:
@@ -68,6 +78,7 @@ class _Stored:
     chunk: ActionChunk
     stamp_s: float
     received_s: float
+    gap_s: float | None = None  # since the previous chunk of the task arrived
 
 
 @dataclass
@@ -88,6 +99,8 @@ class ChunkExecutor:
         self._window: _Window | None = None
         self._needed_since: float | None = None  # when the executor first found no chunk to adopt
         self._started = False  # whether a chunk of the current task has been adopted
+        self._last_received_s: float | None = None  # arrival of the task's latest accepted chunk
+        self._window_end_s: float | None = None  # when the last executed window's last step ended
         self.flushed = 0
 
     # ---------------------------------------------------------------------------------------- inputs
@@ -99,6 +112,8 @@ class ChunkExecutor:
             self._window = None
             self._needed_since = None
             self._started = False
+            self._last_received_s = None
+            self._window_end_s = None
             self.task_hash = task_hash
 
     def add_chunk(self, chunk: ActionChunk, received_s: float) -> str | None:
@@ -115,7 +130,9 @@ class ChunkExecutor:
         newest = self._chunks[-1].stamp_s if self._chunks else -math.inf
         if stamp_s <= newest:
             return "chunk is not newer than the last one received"
-        self._chunks.append(_Stored(chunk, stamp_s, received_s))
+        gap = None if self._last_received_s is None else received_s - self._last_received_s
+        self._last_received_s = received_s
+        self._chunks.append(_Stored(chunk, stamp_s, received_s, gap))
         return None
 
     # ---------------------------------------------------------------------------------------- ticks
@@ -134,6 +151,7 @@ class ChunkExecutor:
         return max(0, math.floor((now_s - stored.stamp_s) / stored.chunk.dt_s + 1e-9))
 
     def _adopt(self, now_s: float) -> tuple[_Window | None, float | None, str]:
+        # The window, the arrival margin (negative: the robot waited) and the hold reason when no window.
         # Newest first: an older chunk is never executed once a newer one exists.
         current = self._window.stored.stamp_s if self._window else -math.inf
         while self._chunks:
@@ -141,6 +159,9 @@ class ChunkExecutor:
             self._chunks.clear()  # everything older than the newest is obsolete
             if stored.stamp_s <= current:
                 break
+            if (self.config.observe_after_window and self._window_end_s is not None
+                    and stored.stamp_s < self._window_end_s - self.config.observe_tolerance_s):
+                return None, None, "waiting for a chunk observed after the last window"
             first = self._aligned_step(stored, now_s)
             last = min(len(stored.chunk.actions), self.config.execute_steps)
             if first >= last:
@@ -178,9 +199,14 @@ class ChunkExecutor:
             window.progress = 0.0
             window.step += 1
         if window.step >= window.last:
-            # Window finished: the next chunk will be needed at the next tick.
-            self._needed_since = now_s + self.config.control_period_s
-        return Step(action, "", window.stored.stamp_s, margin, first_wait)
+            # Window finished: the next chunk will be needed at the next tick (with observe_after_window, one
+            # period later: the frame taken at the window's end needs that long to become a chunk).
+            self._window_end_s = now_s + self.config.control_period_s
+            self._needed_since = self._window_end_s + self.config.control_period_s * self.config.observe_after_window
+        age = gap = None
+        if margin is not None:
+            age, gap = window.stored.received_s - window.stored.stamp_s, window.stored.gap_s
+        return Step(action, "", window.stored.stamp_s, margin, first_wait, age, gap)
 
     def _blended(self, now_s: float) -> Step:
         candidates = []

@@ -16,6 +16,7 @@ from vla_ros.core import topics
 from vla_ros.core.image_msgs import CONVERTER_NAME, ImageRejected, compressed_to_rgb8, image_to_rgb8, rgb8_fields
 from vla_ros.core.preprocess import center_crop_resize, frame_age_problem
 from vla_ros.core.stream_stats import StreamStats
+from vla_ros.core.timing import Peak
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import SENSOR, SENSOR_LATEST
@@ -45,6 +46,7 @@ class CameraIngest(Node):
         super().__init__("camera_ingest")
         self.params = declare_parameters(self, PARAMETERS)
         self.stats = StreamStats()
+        self.age_peak = Peak()  # the oldest frame that arrived, dropped or not
         self.publisher = self.create_publisher(Image, topics.MODEL_IMAGE, SENSOR_LATEST)
         self.capture = None
         source = str(self.params["source"])
@@ -101,7 +103,9 @@ class CameraIngest(Node):
     # --- processing -----------------------------------------------------------------------------
     def _ingest(self, header: Header, convert) -> None:
         started = time.perf_counter()
-        age = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds * 1e-9
+        now = self.get_clock().now()
+        age = (now - Time.from_msg(header.stamp)).nanoseconds * 1e-9
+        self.age_peak.add(age, now.nanoseconds * 1e-9)
         problem = frame_age_problem(age, self.get_parameter("max_age").value)
         if problem:
             self._drop("stale", problem)
@@ -121,7 +125,7 @@ class CameraIngest(Node):
 
     def report(self):
         now = time.monotonic()
-        summary = self.stats.summary(now)
+        summary = self.stats.summary(now) | self.age_peak.summary("frame_age")
         rate = self.stats.rate_hz(now)
         level = OK if rate > 0 else WARN
         return level, f"{rate:.1f} Hz" if rate > 0 else "no frames in the last 5 s", summary

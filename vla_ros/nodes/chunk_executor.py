@@ -37,6 +37,9 @@ PARAMETERS = [
                   read_only=True),
     ParameterSpec("blend_decay", 0.5, "Ensembling weight exp(-decay*i), i = 0 for the oldest chunk.",
                   read_only=True),
+    ParameterSpec("observe_after_window", False, "After each window adopt only a chunk whose frame was taken once "
+                  "the window's last step had run (as in-process evaluation); the arm holds about one period per "
+                  "window. False: the next chunk comes from a frame taken during the window.", read_only=True),
     ParameterSpec("joint_state_timeout", 0.5, "Hold when the newest /joint_states is older than this (s).",
                   read_only=True, check=positive),
     ParameterSpec("thread_priority", 50, "SCHED_FIFO priority of the control thread (1-99, like ros2_control's "
@@ -54,7 +57,8 @@ class ChunkExecutorNode(Node):
         self.period = 1.0 / self.params["control_rate"]
         self.loop = ControlLoop(ControlSettings(
             ExecutorConfig(execute_steps=self.params["execute_steps"], control_period_s=self.period,
-                           blend=self.params["blend"], blend_decay=self.params["blend_decay"]),
+                           blend=self.params["blend"], blend_decay=self.params["blend_decay"],
+                           observe_after_window=self.params["observe_after_window"]),
             joint_state_timeout_s=self.params["joint_state_timeout"],
             reanchor_after_s=self.params["reanchor_after"]))
         self.executor_logic = self.loop.executor
@@ -158,7 +162,7 @@ class ChunkExecutorNode(Node):
                 self.starvation.hold(output.reason)
             return
         step, targets = output.step, output.targets
-        self.starvation.command(step.arrival_margin_s)
+        self.starvation.command(step.arrival_margin_s, step.arrival_age_s, step.arrival_gap_s, self.now_s())
         if step.arrival_margin_s is not None:
             self.margin.add(step.arrival_margin_s)
         if step.first_chunk_wait_s is not None:

@@ -35,6 +35,24 @@ def request_realtime(priority: int) -> str:
     return f"SCHED_FIFO priority {priority}"
 
 
+def freeze_startup_objects() -> tuple[int, float]:
+    """Exempt everything that exists now from Python's cyclic garbage collector; returns (objects, seconds).
+
+    Called once a node is built (model loaded, imports done). A node that imports torch and transformers holds
+    ~380 000 tracked objects, and a full automatic collection walked all of them: 240–320 ms in the policy
+    process with the 2 cores busy, during which the GIL is held and the node publishes nothing. Such
+    collections are rare, but one of them stalls every chunk of the graph for a second or more. Frozen objects
+    are never scanned again; collection keeps working for what the node allocates afterwards.
+    """
+    import gc
+    import time
+
+    started = time.monotonic()
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count(), time.monotonic() - started
+
+
 class ScheduledCollector:
     """Python's cyclic garbage collector run where the control loop chooses, not where it happens to trigger.
 

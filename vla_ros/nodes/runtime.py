@@ -12,6 +12,7 @@ from rclpy.node import Node
 
 from vla_ros.core.dds_profile import use_discovery_profile
 from vla_ros.nodes.parameters import ParameterError
+from vla_ros.nodes.realtime import freeze_startup_objects
 
 
 def run_node(name: str, make_node: Callable[[], Node], args: list[str] | None = None, threads: int = 1) -> int:
@@ -28,6 +29,7 @@ def run_node(name: str, make_node: Callable[[], Node], args: list[str] | None = 
     node = None
     try:
         node = make_node()
+        freeze_startup_objects()  # full collections over start-up objects stalled the policy node for seconds
         executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()

@@ -22,6 +22,7 @@ from vla_ros.core.action_tokens import pack_action_tokens
 from vla_ros.core.image_msgs import ImageRejected, image_to_rgb8
 from vla_ros.core.preprocess import center_crop_resize
 from vla_ros.core.resources import resolve_resource
+from vla_ros.core.timing import Peak
 from vla_ros.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, non_negative, positive
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS, SENSOR_LATEST
@@ -77,6 +78,8 @@ class VlaPolicy(Node):
                        "rejected_frames": 0, "errors": 0}
         self.last_error = ""
         self.latency = scheduling.LatencyWindow()
+        # The slowest inference and the oldest frame inferred on: where a late chunk can lose its time here.
+        self.latency_peak, self.frame_age_peak = Peak(), Peak()
         # Leased: the safety monitor holds the arm within ~100 ms when this process dies.
         self.tokens_pub = self.create_publisher(Int32MultiArray, topics.ACTION_TOKENS, LEASED_COMMANDS)
         self.plan_pub = self.create_publisher(String, topics.PLAN, COMMANDS)
@@ -161,6 +164,7 @@ class VlaPolicy(Node):
                 joints = self.joints
                 started_at = self.task_started
             last_inference = time.monotonic()
+            self.frame_age_peak.add(age, self.get_clock().now().nanoseconds * 1e-9)
             self._infer(image, task, joints, started_at)
 
     def _age(self, image: Image) -> float:
@@ -193,6 +197,7 @@ class VlaPolicy(Node):
             self.get_logger().error(f"inference failed: {self.last_error}", throttle_duration_sec=2.0)
             return
         self.latency.add(time.perf_counter() - started)
+        self.latency_peak.add(time.perf_counter() - started, self.get_clock().now().nanoseconds * 1e-9)
         with self.lock:
             if self.task != task:  # the task changed while inferring: this chunk belongs to no current task
                 self.counts["discarded_task_changed"] += 1
@@ -216,6 +221,7 @@ class VlaPolicy(Node):
                   "tokenizer_identity": self.identity, "task": self.task, "last_error": self.last_error}
         if percentiles:
             values["latency_p50_ms"], values["latency_p95_ms"] = f"{percentiles[0]:.1f}", f"{percentiles[1]:.1f}"
+        values |= self.latency_peak.summary("latency") | self.frame_age_peak.summary("inferred_frame_age")
         if self.counts["errors"] and self.last_error:
             return ERROR, f"inference failing: {self.last_error}", values
         if not self.task:
