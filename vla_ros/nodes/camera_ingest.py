@@ -145,7 +145,9 @@ def _image_message(header: Header, rgb: np.ndarray) -> Image:
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("camera_ingest", CameraIngest, args, threads=2)  # capture blocks in its timer
+    # Two executor threads only for an OpenCV source, whose capture blocks in its timer. With topic input the
+    # multi-threaded executor was the suspect of ~3 s pauses in taking frames (docs/benchmarks.md, session 7).
+    return run_node("camera_ingest", CameraIngest, args, threads=lambda node: 2 if node.capture is not None else 1)
 
 
 if __name__ == "__main__":

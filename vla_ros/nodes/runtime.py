@@ -15,14 +15,16 @@ from vla_ros.nodes.parameters import ParameterError
 from vla_ros.nodes.realtime import freeze_startup_objects
 
 
-def run_node(name: str, make_node: Callable[[], Node], args: list[str] | None = None, threads: int = 1) -> int:
+def run_node(name: str, make_node: Callable[[], Node], args: list[str] | None = None,
+             threads: int | Callable[[Node], int] = 1) -> int:
     """Create the node, spin it until shutdown, and return the process exit code.
 
     One executor thread unless a node blocks inside a callback (`threads` > 1). rclpy's MultiThreadedExecutor
     costs far more CPU per callback: in the executor test graph, idle, the safety monitor took 25-68 % of a
     core and the chunk executor 37 % with it, 5-8 % and 5 % with the single-threaded one, and on the 2-core
     machine the multi-threaded monitor fell 0.1-2 s behind its inputs (stale-input vetoes of live commands).
-    Work that must not wait behind callbacks runs in threads of its own (`NodeThreads`).
+    Work that must not wait behind callbacks runs in threads of its own (`NodeThreads`). `threads` may be a
+    function of the built node, for a node that needs a second thread only in some configurations.
     """
     use_discovery_profile()
     rclpy.init(args=args)
@@ -30,7 +32,8 @@ def run_node(name: str, make_node: Callable[[], Node], args: list[str] | None = 
     try:
         node = make_node()
         freeze_startup_objects()  # full collections over start-up objects stalled the policy node for seconds
-        executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
+        count = threads(node) if callable(threads) else threads
+        executor = SingleThreadedExecutor() if count <= 1 else MultiThreadedExecutor(num_threads=count)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
