@@ -252,6 +252,20 @@ def test_a_late_chunk_reports_its_age_at_arrival_and_the_silence_before_it():
     assert early.arrival_gap_s == pytest.approx(0.2) and early.arrival_age_s == pytest.approx(0.1)
 
 
+def test_the_arrival_margin_counts_from_the_tick_that_needs_the_chunk_not_from_a_nominal_time():
+    ex = executor()
+    ex.add_chunk(chunk(10.0), received_s=10.05)
+    [ex.tick(10.05 + i * DT) for i in range(3)]  # the window's nominal end: 10.65
+    ex.add_chunk(chunk(10.5, base=10), received_s=10.6503)  # after the nominal end, before the tick runs
+    adopted = ex.tick(10.6505)  # the tick wakes 0.5 ms late, as real ticks do
+    assert not adopted.hold
+    assert adopted.arrival_margin_s == pytest.approx(0.0002)  # early for the tick that needed it: no wait
+    [ex.tick(10.85 + i * DT) for i in range(2)]
+    assert ex.tick(11.25).hold  # starved: this holding tick is when the next chunk was needed
+    ex.add_chunk(chunk(11.2, base=20), received_s=11.3)
+    assert ex.tick(11.45).arrival_margin_s == pytest.approx(11.25 - 11.3)
+
+
 def test_observe_after_window_adopts_only_a_chunk_from_a_frame_taken_after_the_window():
     ex = executor(observe_after_window=True)
     ex.add_chunk(chunk(10.0), received_s=10.05)

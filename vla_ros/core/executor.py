@@ -199,10 +199,14 @@ class ChunkExecutor:
             window.progress = 0.0
             window.step += 1
         if window.step >= window.last:
-            # Window finished: the next chunk will be needed at the next tick (with observe_after_window, one
-            # period later: the frame taken at the window's end needs that long to become a chunk).
+            # Window finished: the next chunk is needed by the next tick, whenever that tick actually runs (its
+            # time, or that of the first tick that held, is the arrival margin's reference; a nominal "now +
+            # period" made a chunk that came during the tick's own few-µs lateness count as late although no
+            # tick waited). With observe_after_window it is needed one period later: the frame taken at the
+            # window's end needs that long to become a chunk.
             self._window_end_s = now_s + self.config.control_period_s
-            self._needed_since = self._window_end_s + self.config.control_period_s * self.config.observe_after_window
+            self._needed_since = (self._window_end_s + self.config.control_period_s
+                                  if self.config.observe_after_window else None)
         age = gap = None
         if margin is not None:
             age, gap = window.stored.received_s - window.stored.stamp_s, window.stored.gap_s
