@@ -72,8 +72,7 @@ class ScheduledCollector:
         self.ticks = 0
         self.longest_s = 0.0
         self._was_enabled = gc.isenabled()
-        gc.collect()
-        gc.freeze()
+        freeze_startup_objects()  # run_node froze the node's start-up objects; this adds the thread's own
         gc.disable()
 
     def after_tick(self) -> float:

@@ -196,8 +196,9 @@ class VlaPolicy(Node):
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.get_logger().error(f"inference failed: {self.last_error}", throttle_duration_sec=2.0)
             return
-        self.latency.add(time.perf_counter() - started)
-        self.latency_peak.add(time.perf_counter() - started, self.get_clock().now().nanoseconds * 1e-9)
+        took = time.perf_counter() - started
+        self.latency.add(took)
+        self.latency_peak.add(took, self.get_clock().now().nanoseconds * 1e-9)
         with self.lock:
             if self.task != task:  # the task changed while inferring: this chunk belongs to no current task
                 self.counts["discarded_task_changed"] += 1
