@@ -81,3 +81,17 @@ def test_paraphrases_come_from_training_templates_only():
     assert set(phrasings) <= all_instructions("train")
     assert "stack the blue block on the green block" in phrasings
     assert training_paraphrases("wave hello") == ["wave hello"]
+
+
+def test_terse_variants_only_delete_words_of_the_training_phrasings():
+    from vla_ros.sim.tasks import all_instructions
+
+    base = training_paraphrases("stack the blue block on the green block")
+    terse = training_paraphrases("stack the blue block on the green block", terse=True)
+    assert set(base) < set(terse) and "stack blue on green" in terse and "stack the blue on the green" in terse
+    assert not set(terse) & all_instructions("heldout")  # still no held-out phrasing
+    template_words = {w for phrasing in base for w in phrasing.split()}
+    for phrasing in terse:
+        assert set(phrasing.split()) <= template_words
+        assert "blue" in phrasing.split() and phrasing.split().index("blue") < phrasing.split().index("green")
+    assert training_paraphrases("wave hello", terse=True) == ["wave hello"]

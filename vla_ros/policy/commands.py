@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"write OUT/checkpoint.pt every N steps (default {defaults.checkpoint_every})")
     train.add_argument("--no-paraphrase", action="store_true",
                        help="train on the recorded instruction only (no paraphrase augmentation)")
+    train.add_argument("--terse", action="store_true",
+                       help="also train on terse variants of the training phrasings (without 'the' / 'block'); "
+                            "not in the shipped recipe (docs/policy.md)")
     train.add_argument("--model", default="{}",
                        help="JSON of model overrides, e.g. '{\"hidden_size\": 128, \"num_layers\": 2}'")
     train.add_argument("--restart", action="store_true", help="ignore an existing OUT/checkpoint.pt")
@@ -108,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
         raise SystemExit(f"vla-ros train: --model {args.model!r} is not a JSON object of model fields")
     recipe = TrainRecipe(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                          threads=args.threads, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
-                         paraphrase=not args.no_paraphrase)
+                         paraphrase=not args.no_paraphrase, terse=args.terse)
     try:
         report = train_policy(args.data, args.tokenizer, args.out, recipe, overrides, resume=not args.restart)
     except (ValueError, FileNotFoundError, TypeError) as exc:

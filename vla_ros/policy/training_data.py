@@ -21,8 +21,20 @@ PLACE_CENTER = np.array([0.30, 0.0, 0.30, 0.0], np.float32)
 PLACE_SCALE = np.array([0.10, 0.20, 0.10, 0.20], np.float32)
 
 
-def training_paraphrases(instruction: str) -> list[str]:
-    """Every training-template phrasing of the instruction's task (the instruction itself if it names no task)."""
+# Words a terse command leaves out ("stack red on blue"); the colours, verbs and relations all stay.
+TERSE_DROPS = (("the",), ("block",), ("the", "block"))
+
+
+def terse_variants(phrasing: str) -> list[str]:
+    """The phrasing without its articles, without the noun "block", and without both (deletions only:
+    no word is added, so every variant is built from the training template's own words)."""
+    words = phrasing.split()
+    return [" ".join(w for w in words if w not in drop) for drop in TERSE_DROPS]
+
+
+def training_paraphrases(instruction: str, terse: bool = False) -> list[str]:
+    """Every training-template phrasing of the instruction's task (the instruction itself if it names no task);
+    with `terse`, also each phrasing's `terse_variants`."""
     from vla_ros.sim.tasks import TRAIN_TEMPLATES, parse_instruction
 
     try:
@@ -30,6 +42,8 @@ def training_paraphrases(instruction: str) -> list[str]:
     except ValueError:
         return [instruction]
     phrasings = [template.format(**task.slots()) for template in TRAIN_TEMPLATES[task.family]]
+    if terse:
+        phrasings += [variant for phrasing in phrasings for variant in terse_variants(phrasing)]
     return sorted(set(phrasings))
 
 
@@ -87,8 +101,11 @@ class TrainingSet:
         return len(self.tokens)
 
 
-def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool = True) -> TrainingSet:
-    """Samples of every step of every episode; chunks past an episode's end hold still (tokenizer convention)."""
+def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool = True,
+                       terse: bool = False) -> TrainingSet:
+    """Samples of every step of every episode; chunks past an episode's end hold still (tokenizer convention).
+    Each episode's phrasings: its recorded instruction, or with `paraphrase` all its training phrasings
+    (plus their terse variants with `terse`)."""
     from vla_ros.tokenizers.chunking import chunks_from_episode
 
     images, joints, tokens, normalized, plans, owner, phrasings = [], [], [], [], [], [], []
@@ -113,7 +130,7 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
             reaching = (episode.phases[: len(episode.actions)] == episode.phase_names.index("reach")).astype(np.float32)
         places.append(np.repeat(where[None], len(episode.actions), 0))
         place_mask.append(np.stack([reaching * known[0], np.full(len(episode.actions), known[1])], 1))
-        texts = training_paraphrases(episode.instruction) if paraphrase else [episode.instruction]
+        texts = training_paraphrases(episode.instruction, terse) if paraphrase else [episode.instruction]
         phrasings.append([instructions.setdefault(text, len(instructions)) for text in texts])
     return TrainingSet(
         images=np.concatenate(images), joint_pos=np.concatenate(joints), tokens=np.concatenate(tokens),
