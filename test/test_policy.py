@@ -93,6 +93,31 @@ def test_the_grounding_head_learns_where_the_named_objects_stand(workspace):
     assert metrics["target_place_error_cm"] < 3.0, metrics
 
 
+def test_grounded_places_reads_the_named_objects_off_a_frame_in_metres(workspace, runners):
+    """The probe of benchmarks/bench_roles.py: the head's estimate, in table metres, before any action token."""
+    from vla_ros.policy.training_data import PLACE_CENTER, PLACE_SCALE, object_places
+
+    torch_runner, _ = runners
+    policy = torch_runner.policy
+    errors = []
+    for episode in workspace["episodes"]:
+        normalized, _ = object_places(episode)
+        states, mask = torch_runner.encode_instructions([episode.instruction])
+        prefix = policy.prefix_embeddings(torch.from_numpy(episode.images[:1]), torch.from_numpy(states),
+                                          torch.from_numpy(mask), torch.from_numpy(episode.joint_pos[:1]).float(),
+                                          torch.ones(1))
+        places = policy.grounded_places(prefix)
+        assert places.shape == (1, 4)
+        errors.append(np.linalg.norm(places[0, :2] - (normalized * PLACE_SCALE + PLACE_CENTER)[:2]))
+    assert max(errors) < 0.04, errors  # metres; the blocks stand 5-20 cm apart
+    policy.grounding_head, head = None, policy.grounding_head
+    try:
+        with pytest.raises(ValueError, match="without the grounding head"):
+            policy.grounded_places(prefix)
+    finally:
+        policy.grounding_head = head
+
+
 def test_grounding_labels_are_where_the_workcell_puts_the_named_objects(workspace):
     from vla_ros.policy.training_data import PLACE_CENTER, PLACE_SCALE, object_places
     from vla_ros.sim.workcell import Workcell

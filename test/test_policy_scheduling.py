@@ -83,6 +83,18 @@ def test_paraphrases_come_from_training_templates_only():
     assert training_paraphrases("wave hello") == ["wave hello"]
 
 
+def test_extra_training_phrasings_are_opt_in_and_add_no_held_out_phrasing():
+    from vla_ros.policy.recipe import TrainRecipe
+    from vla_ros.sim.tasks import all_instructions
+
+    assert not TrainRecipe().extra_phrasings  # tried in session 9, not in the shipped recipe
+    base = training_paraphrases("stack the blue block on the green block")
+    extra = training_paraphrases("stack the blue block on the green block", extra=True)
+    assert set(base) < set(extra) <= all_instructions("train", extra=True)
+    assert "cover the green block with the blue block" in extra  # the lower block named first
+    assert not set(extra) & all_instructions("heldout")
+
+
 def test_terse_variants_only_delete_words_of_the_training_phrasings():
     from vla_ros.sim.tasks import all_instructions
 

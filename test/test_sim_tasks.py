@@ -4,8 +4,26 @@ import numpy as np
 import pytest
 
 from vla_ros.sim.layout import sample_layout
-from vla_ros.sim.tasks import (FAMILIES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES, ObjectState, Task, WorldState,
-                               all_instructions, parse_instruction, render_instruction, sample_task, task_success)
+from vla_ros.sim.tasks import (EXTRA_TRAIN_TEMPLATES, FAMILIES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES, ObjectState, Task,
+                               WorldState, all_instructions, parse_instruction, render_instruction, sample_task,
+                               task_success, training_templates)
+
+
+def test_extra_training_phrasings_are_parsed_never_recorded_and_never_held_out():
+    extra = all_instructions("train", extra=True)
+    assert all_instructions("train") < extra and not extra & all_instructions("heldout")
+    heldout_words = {w for templates in HELDOUT_TEMPLATES.values() for t in templates for w in t.split()}
+    train_words = {w for family in FAMILIES for t in training_templates(family) for w in t.split()}
+    assert not {"grab", "lift", "grasp", "set", "move", "cube", "shove", "nudge", "toward"} & train_words
+    assert not any(t.startswith(("on ", "to ")) for family in FAMILIES for t in training_templates(family))
+    assert heldout_words - train_words  # the held-out split still has words training never uses
+    task = parse_instruction("cover the green block with the red block")
+    assert (task.family, task.target, task.reference) == ("stack", "red", "green")
+    # data sets and evaluation episodes render from the recorded templates only
+    rng = np.random.default_rng(3)
+    layout = sample_layout(rng)
+    assert {sample_task(rng, layout, "train").instruction for _ in range(200)} <= all_instructions("train")
+    assert any(t.index("{reference}") < t.index("{target}") for t in EXTRA_TRAIN_TEMPLATES["stack"])
 
 
 def test_heldout_paraphrases_never_come_from_training_templates():

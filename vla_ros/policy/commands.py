@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"write OUT/checkpoint.pt every N steps (default {defaults.checkpoint_every})")
     train.add_argument("--no-paraphrase", action="store_true",
                        help="train on the recorded instruction only (no paraphrase augmentation)")
+    train.add_argument("--extra-phrasings", action="store_true",
+                       help="also paraphrase with the extra training phrasings of vla_ros/sim/tasks.py (some name "
+                            "the lower block first); not in the shipped recipe (docs/policy.md)")
     train.add_argument("--terse", action="store_true",
                        help="also train on terse variants of the training phrasings (without 'the' / 'block'); "
                             "not in the shipped recipe (docs/policy.md)")
@@ -111,7 +114,8 @@ def _train(args: argparse.Namespace) -> int:
         raise SystemExit(f"vla-ros train: --model {args.model!r} is not a JSON object of model fields")
     recipe = TrainRecipe(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                          threads=args.threads, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
-                         paraphrase=not args.no_paraphrase, terse=args.terse)
+                         paraphrase=not args.no_paraphrase, terse=args.terse,
+                         extra_phrasings=args.extra_phrasings)
     try:
         report = train_policy(args.data, args.tokenizer, args.out, recipe, overrides, resume=not args.restart)
     except (ValueError, FileNotFoundError, TypeError) as exc:

@@ -134,6 +134,19 @@ class VLAPolicy(nn.Module):
         hidden = self.llama.model(inputs_embeds=embeds, use_cache=False).last_hidden_state
         return hidden[:, prefix.shape[1]:]
 
+    @torch.no_grad()
+    def grounded_places(self, prefix: torch.Tensor) -> np.ndarray:
+        """Where the grounding head puts the named objects for prefixes [B, P, width] before any action token:
+        table x, y of the target and of the reference in metres [B, 4]: a probe of how the policy read the
+        instruction (models trained with the grounding head only)."""
+        from vla_ros.policy.training_data import PLACE_CENTER, PLACE_SCALE
+
+        if self.grounding_head is None:
+            raise ValueError("this policy was trained without the grounding head (config grounding_head: false)")
+        start = torch.full((prefix.shape[0], 1), self.vocab.start_actions, dtype=torch.long, device=prefix.device)
+        normalized = self.grounding_head(self.hidden_states(prefix, start)[:, 0]).float().cpu().numpy()
+        return normalized * PLACE_SCALE + PLACE_CENTER
+
     # ------------------------------------------------------------------------------------ persistence
     @property
     def device(self) -> torch.device:

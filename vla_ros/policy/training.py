@@ -179,7 +179,7 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
     policy = new_policy(tokenizer, proprio=np.concatenate([e.joint_pos for e in train_episodes]),
                         **(model_overrides or {})).to(device)
     train_set = build_training_set(train_episodes, tokenizer, policy.vocab, paraphrase=recipe.paraphrase,
-                                   terse=recipe.terse)
+                                   terse=recipe.terse, extra=recipe.extra_phrasings)
     valid_set = build_training_set(valid_episodes, tokenizer, policy.vocab, paraphrase=False) if valid_episodes \
         else None
     train_text = TextTable(train_set.instructions, policy.config.text_tokens)

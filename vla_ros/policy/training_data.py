@@ -32,16 +32,17 @@ def terse_variants(phrasing: str) -> list[str]:
     return [" ".join(w for w in words if w not in drop) for drop in TERSE_DROPS]
 
 
-def training_paraphrases(instruction: str, terse: bool = False) -> list[str]:
+def training_paraphrases(instruction: str, terse: bool = False, extra: bool = False) -> list[str]:
     """Every training-template phrasing of the instruction's task (the instruction itself if it names no task);
-    with `terse`, also each phrasing's `terse_variants`."""
-    from vla_ros.sim.tasks import TRAIN_TEMPLATES, parse_instruction
+    with `extra`, also the EXTRA_TRAIN_TEMPLATES phrasings; with `terse`, also each phrasing's `terse_variants`."""
+    from vla_ros.sim.tasks import TRAIN_TEMPLATES, parse_instruction, training_templates
 
     try:
         task = parse_instruction(instruction)
     except ValueError:
         return [instruction]
-    phrasings = [template.format(**task.slots()) for template in TRAIN_TEMPLATES[task.family]]
+    templates = training_templates(task.family) if extra else TRAIN_TEMPLATES[task.family]
+    phrasings = [template.format(**task.slots()) for template in templates]
     if terse:
         phrasings += [variant for phrasing in phrasings for variant in terse_variants(phrasing)]
     return sorted(set(phrasings))
@@ -102,10 +103,10 @@ class TrainingSet:
 
 
 def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool = True,
-                       terse: bool = False) -> TrainingSet:
+                       terse: bool = False, extra: bool = False) -> TrainingSet:
     """Samples of every step of every episode; chunks past an episode's end hold still (tokenizer convention).
     Each episode's phrasings: its recorded instruction, or with `paraphrase` all its training phrasings
-    (plus their terse variants with `terse`)."""
+    (with `extra` also the extra training templates', with `terse` also their terse variants)."""
     from vla_ros.tokenizers.chunking import chunks_from_episode
 
     images, joints, tokens, normalized, plans, owner, phrasings = [], [], [], [], [], [], []
@@ -130,7 +131,7 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
             reaching = (episode.phases[: len(episode.actions)] == episode.phase_names.index("reach")).astype(np.float32)
         places.append(np.repeat(where[None], len(episode.actions), 0))
         place_mask.append(np.stack([reaching * known[0], np.full(len(episode.actions), known[1])], 1))
-        texts = training_paraphrases(episode.instruction, terse) if paraphrase else [episode.instruction]
+        texts = training_paraphrases(episode.instruction, terse, extra) if paraphrase else [episode.instruction]
         phrasings.append([instructions.setdefault(text, len(instructions)) for text in texts])
     return TrainingSet(
         images=np.concatenate(images), joint_pos=np.concatenate(joints), tokens=np.concatenate(tokens),
