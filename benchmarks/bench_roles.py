@@ -4,7 +4,7 @@
 second. For unseen stacking layouts (the evaluation's `unseen` seeds, family stack) the first camera frame
 goes through the policy with every stacking phrasing: the recorded training templates, the extra training
 phrasings (`EXTRA_TRAIN_TEMPLATES`) and the held-out paraphrases. The grounding head then says where the
-policy puts the block to move and the lower block (`VLAPolicy.grounded_places`); the block nearest each
+policy puts the block to move and the lower block (`PolicyRunner.grounded_places`); the block nearest each
 point is the one it took. A policy that binds the roles by word order ("the first colour moves") gets
 phrasings that name the lower block first backwards. No physics is stepped: ~0.03 s per phrasing and scene.
 
@@ -41,8 +41,6 @@ def nearest(point: np.ndarray, blocks: dict[str, np.ndarray]) -> str:
 
 def probe(runner, workcell, scenes: int) -> list[dict]:
     """One row per (scene, phrasing): the block the policy would move and the one it would stack on."""
-    import torch
-
     phrasings = [(group, template) for group, templates in GROUPS for template in templates["stack"]]
     rows = []
     for index in tqdm(range(scenes), desc="scenes"):
@@ -51,14 +49,9 @@ def probe(runner, workcell, scenes: int) -> list[dict]:
         task, layout = workcell.task, workcell.layout
         blocks = {c: np.asarray(layout.position(c), float) for c in layout.block_colours()}
         texts = [template.format(**task.slots()) for _, template in phrasings]
-        states, mask = runner.encode_instructions(texts)
         count = len(texts)
-        with torch.inference_mode():
-            prefix = runner.policy.prefix_embeddings(
-                torch.from_numpy(np.repeat(observation.image[None], count, 0)), torch.from_numpy(states),
-                torch.from_numpy(mask), torch.from_numpy(np.repeat(observation.joint_pos[None], count, 0)
-                                                         .astype(np.float32)), torch.ones(count))
-            places = runner.policy.grounded_places(prefix)
+        places = runner.grounded_places(np.repeat(observation.image[None], count, 0), texts,
+                                        np.repeat(observation.joint_pos[None], count, 0))
         for (group, template), text, place in zip(phrasings, texts, places):
             moved, below = nearest(place[:2], blocks), nearest(place[2:], blocks)
             rows.append({"seed": seed, "group": group, "template": template, "instruction": text,

@@ -97,23 +97,19 @@ def test_grounded_places_reads_the_named_objects_off_a_frame_in_metres(workspace
     """The probe of benchmarks/bench_roles.py: the head's estimate, in table metres, before any action token."""
     from vla_ros.policy.training_data import PLACE_CENTER, PLACE_SCALE, object_places
 
-    torch_runner, _ = runners
-    policy = torch_runner.policy
-    errors = []
-    for episode in workspace["episodes"]:
-        normalized, _ = object_places(episode)
-        states, mask = torch_runner.encode_instructions([episode.instruction])
-        prefix = policy.prefix_embeddings(torch.from_numpy(episode.images[:1]), torch.from_numpy(states),
-                                          torch.from_numpy(mask), torch.from_numpy(episode.joint_pos[:1]).float(),
-                                          torch.ones(1))
-        places = policy.grounded_places(prefix)
-        assert places.shape == (1, 4)
-        errors.append(np.linalg.norm(places[0, :2] - (normalized * PLACE_SCALE + PLACE_CENTER)[:2]))
-    assert max(errors) < 0.04, errors  # metres; the blocks stand 5-20 cm apart
+    episodes = workspace["episodes"]
+    expected = np.stack([object_places(e)[0] for e in episodes]) * PLACE_SCALE + PLACE_CENTER
+    for runner in runners:  # the same torch probe whichever backend generates the tokens
+        places = runner.grounded_places(np.stack([e.images[0] for e in episodes]), [e.instruction for e in episodes],
+                                        np.stack([e.joint_pos[0] for e in episodes]))
+        assert places.shape == (len(episodes), 4)
+        errors = np.linalg.norm(places[:, :2] - expected[:, :2], axis=1)
+        assert errors.max() < 0.04, errors  # metres; the blocks stand 5-20 cm apart
+    policy = runners[0].policy
     policy.grounding_head, head = None, policy.grounding_head
     try:
         with pytest.raises(ValueError, match="without the grounding head"):
-            policy.grounded_places(prefix)
+            runners[0].grounded_places(episodes[0].images[:1], [episodes[0].instruction])
     finally:
         policy.grounding_head = head
 

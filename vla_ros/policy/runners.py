@@ -66,30 +66,41 @@ class PolicyRunner:
               plan: bool = False, temperature: float | None = None,
               rng: np.random.Generator | None = None) -> GeneratedChunk:
         """images uint8 [B, S, S, 3] at the model's size, one instruction per image, joint_pos [B, 6] or None."""
+        inputs = self._observation_arrays(images, instructions, joint_pos)
+        temperature = self.config.temperature if temperature is None else temperature
+        if self.session is None:
+            return self.generator.generate(self._torch_prefix(*inputs), plan=plan, temperature=temperature, rng=rng)
+        return self._infer_onnx(*inputs, plan, temperature, rng)
+
+    def grounded_places(self, images: np.ndarray, instructions: list[str],
+                        joint_pos: np.ndarray | None = None) -> np.ndarray:
+        """Where the policy puts the named target and reference for these observations: table x, y in metres
+        [B, 4] from the grounding head (`VLAPolicy.grounded_places`; torch, whichever the backend)."""
+        return self.policy.grounded_places(self._torch_prefix(*self._observation_arrays(images, instructions,
+                                                                                        joint_pos)))
+
+    def _observation_arrays(self, images, instructions, joint_pos) -> tuple[np.ndarray, ...]:
+        """Checked model inputs: images, MiniLM states and mask, joint positions and their presence flags."""
         images = np.asarray(images, np.uint8)
         size = self.config.image_size
         if images.ndim != 4 or images.shape[1:] != (size, size, 3):
             raise ValueError(f"images must be uint8 [B, {size}, {size}, 3], got {list(images.shape)}")
         batch = images.shape[0]
-        temperature = self.config.temperature if temperature is None else temperature
         states, mask = self.encode_instructions(list(instructions))
         present = np.ones(batch, np.float32) if joint_pos is not None else np.zeros(batch, np.float32)
         joints = np.asarray(joint_pos, np.float32).reshape(batch, 6) if joint_pos is not None \
             else np.zeros((batch, 6), np.float32)
-        if self.session is None:
-            return self._infer_torch(images, states, mask, joints, present, plan, temperature, rng)
-        return self._infer_onnx(images, states, mask, joints, present, plan, temperature, rng)
+        return images, states, mask, joints, present
 
-    def _infer_torch(self, images, states, mask, joints, present, plan, temperature, rng) -> GeneratedChunk:
+    def _torch_prefix(self, images, states, mask, joints, present):
         import torch
 
         with torch.inference_mode():
             device = self.policy.device
-            prefix = self.policy.prefix_embeddings(
+            return self.policy.prefix_embeddings(
                 torch.from_numpy(images).to(device), torch.from_numpy(states).to(device),
                 torch.from_numpy(mask).to(device), torch.from_numpy(joints).to(device),
                 torch.from_numpy(present).to(device))
-        return self.generator.generate(prefix, plan=plan, temperature=temperature, rng=rng)
 
     def _infer_onnx(self, images, states, mask, joints, present, plan, temperature, rng) -> GeneratedChunk:
         vocab = self.policy.vocab

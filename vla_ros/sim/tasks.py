@@ -67,12 +67,13 @@ HELDOUT_TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
 }
 # More training phrasings, used only by the policy's paraphrase augmentation when asked for (`vla-ros train
-# --extra-phrasings`, `training_data.training_paraphrases`) and accepted by `parse_instruction`. Data sets and evaluation episodes render their instruction from
-# TRAIN_TEMPLATES alone: the count of those templates is part of each seed's random draws, so adding a phrasing
-# here changes no recorded episode, grounding label or evaluation seed. They use none of the held-out synonyms
-# and no fronted phrase ("on the plate, …"), and fit the policy's 16 word pieces. Two stack phrasings name the lower block first ("cover the green
-# block with the red block"): with TRAIN_TEMPLATES alone the moved block is always the first colour named, and a
-# policy can bind the roles by word order instead of by what the words say.
+# --extra-phrasings`, `training_data.training_paraphrases`) and accepted by `parse_instruction`. Data sets and
+# evaluation episodes render their instruction from TRAIN_TEMPLATES alone: the count of those templates is part
+# of each seed's random draws, so adding a phrasing here changes no recorded episode, grounding label or
+# evaluation seed. They use none of the held-out synonyms and no fronted phrase ("on the plate, …"), and fit the
+# policy's 16 word pieces. Two stack phrasings name the lower block first ("cover the green block with the red
+# block"): with TRAIN_TEMPLATES alone the moved block is always the first colour named, and a policy can bind
+# the roles by word order instead of by what the words say.
 EXTRA_TRAIN_TEMPLATES: dict[str, tuple[str, ...]] = {
     "pick": (
         "take the {target} block",
@@ -96,6 +97,7 @@ SPLITS = {"train": TRAIN_TEMPLATES, "heldout": HELDOUT_TEMPLATES}
 def training_templates(family: str) -> tuple[str, ...]:
     """Every training phrasing of a family: the recorded TRAIN_TEMPLATES, then EXTRA_TRAIN_TEMPLATES."""
     return TRAIN_TEMPLATES[family] + EXTRA_TRAIN_TEMPLATES[family]
+
 
 PICK_HEIGHT = 0.05  # block bottom above the table, metres
 PUSH_DISTANCE = 0.08  # sideways displacement that counts as pushed, metres
@@ -144,8 +146,7 @@ def all_instructions(split: str, extra: bool = False) -> set[str]:
     """Every instruction a split's templates can produce (for disjointness checks and parsing); with `extra`,
     also those of EXTRA_TRAIN_TEMPLATES (split "train" only)."""
     out = set()
-    groups = SPLITS[split] if not (extra and split == "train") else \
-        {family: training_templates(family) for family in FAMILIES}
+    groups = {f: training_templates(f) for f in FAMILIES} if extra and split == "train" else SPLITS[split]
     for family, templates in groups.items():
         references = {"place": RECEPTACLES, "stack": COLOURS}.get(family, ("",))
         directions = DIRECTIONS if family == "push" else ("",)
@@ -155,7 +156,8 @@ def all_instructions(split: str, extra: bool = False) -> set[str]:
 
 
 def parse_instruction(text: str) -> Task:
-    """Turn a typed instruction into a Task by matching it against every template (both splits)."""
+    """Turn a typed instruction into a Task by matching it against every template (both splits and the extra
+    training phrasings)."""
     normalized = " ".join(text.lower().strip().rstrip(".!").split())
     for templates in (*SPLITS.values(), EXTRA_TRAIN_TEMPLATES):
         for family, family_templates in templates.items():
