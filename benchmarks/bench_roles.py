@@ -7,10 +7,12 @@ phrasings (`EXTRA_TRAIN_TEMPLATES`) and the held-out paraphrases. The grounding 
 policy puts the block to move and the lower block (`PolicyRunner.grounded_places`); the block nearest each
 point is the one it took. A policy that binds the roles by word order ("the first colour moves") gets
 phrasings that name the lower block first backwards. No physics is stepped: ~0.03 s per phrasing and scene.
+For a policy with role-aware FiLM (config `film_queries` > 0) it also lists, per phrasing, the word pieces
+each learned instruction pool weighs most ("pools.md").
 
     MUJOCO_GL=egl python benchmarks/bench_roles.py --policy models/policy/vla [--scenes 60]
 
-Writes runs/bench_roles/<policy>/results.json, results.md and roles.png.
+Writes runs/bench_roles/<policy>/results.json, results.md and roles.png (and pools.md).
 """
 
 from __future__ import annotations
@@ -75,6 +77,26 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+def pool_readings(runner, slots: dict) -> list[dict]:
+    """Per stacking phrasing (rendered with `slots`): each instruction pool's three heaviest word pieces."""
+    import torch
+
+    queries = runner.policy.instruction_queries
+    out = []
+    for group, templates in GROUPS:
+        for template in templates["stack"]:
+            text = template.format(**slots)
+            states, mask = runner.encode_instructions([text])
+            with torch.no_grad():
+                weights = queries.weights(torch.from_numpy(states), torch.from_numpy(mask).float())[0].numpy()
+            pieces = runner.text.tokenizer.convert_ids_to_tokens(
+                runner.text.tokenizer(text, max_length=runner.config.text_tokens, truncation=True)["input_ids"])
+            heaviest = [[(pieces[i], round(float(w[i]), 2)) for i in np.argsort(-w)[:3] if i < len(pieces)]
+                        for w in weights]
+            out.append({"group": group, "instruction": text, "pools": heaviest})
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", type=Path, required=True, help="policy directory (trained with the grounding head)")
@@ -92,8 +114,18 @@ def main() -> int:
         summary = summarize(rows := probe(runner, workcell, args.scenes))
     out = args.out or REPO / "runs" / "bench_roles" / args.policy.name
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"policy": str(args.policy), "summary": summary, "rows": rows},
-                                                 indent=2) + "\n")
+    pools = pool_readings(runner, {"target": "red", "reference": "green"}) \
+        if runner.policy.instruction_queries is not None else []
+    (out / "results.json").write_text(json.dumps({"policy": str(args.policy), "summary": summary, "rows": rows,
+                                                  "pools": pools}, indent=2) + "\n")
+    if pools:
+        table = ["| instruction | group | " + " | ".join(f"pool {i + 1}" for i in range(len(pools[0]["pools"])))
+                 + " |", "|---|---|" + "---|" * len(pools[0]["pools"])]
+        for p in pools:
+            cells = [", ".join(f"{piece} {weight:.2f}" for piece, weight in pool) for pool in p["pools"]]
+            table.append(f"| {p['instruction']} | {p['group']} | " + " | ".join(cells) + " |")
+        (out / "pools.md").write_text("\n".join(table) + "\n")
+        print("\n".join(table))
     lines = ["| phrasing | group | moves the named block | both roles right | roles swapped | chance (both) |",
              "|---|---|---|---|---|---|"]
     for s in summary:

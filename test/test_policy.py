@@ -22,7 +22,8 @@ from vla_ros.policy.training import train_policy
 from vla_ros.tokenizers.training import train_tokenizer
 
 TINY_MODEL = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
-              "cnn_channels": [8, 16, 32, 32], "image_grid": 2}
+              "cnn_channels": [8, 16, 32, 32], "image_grid": 2,
+              "film_queries": 0}  # the mean-only FiLM path here; role-aware FiLM has its own test
 TINY_RECIPE = TrainRecipe(steps=400, batch_size=32, learning_rate=3e-3, warmup_steps=20, eval_every=400,
                           checkpoint_every=200, threads=1, shift_pixels=0, proprio_dropout=0.0)
 
@@ -152,13 +153,80 @@ def test_film_conditioning_starts_as_identity_and_then_depends_on_the_instructio
         film(images)
 
 
+def test_instruction_queries_start_as_the_mean_ignore_padding_and_can_pick_one_word_piece():
+    from vla_ros.policy.modeling_vla import InstructionQueries
+
+    torch.manual_seed(0)
+    pools = InstructionQueries(text_dim=6, queries=2, key_dim=4)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    states = torch.randn(2, 4, 6) * mask.unsqueeze(-1)
+    pooled = pools(states, mask).reshape(2, 2, 6)
+    mean = states[0, :3].mean(0)
+    assert torch.allclose(pooled[0, 0], mean, atol=0.05) and torch.allclose(pooled[0, 1], mean, atol=0.05)
+    assert torch.equal(pooled[1], torch.zeros(2, 6))  # no word pieces (a blanked instruction): zeros, no NaN
+    assert pools.weights(states, mask)[0, :, 3].abs().max() == 0  # padding gets no weight
+    with torch.no_grad():  # a sharp query finds the word piece whose key matches it, wherever it stands
+        pools.keys.weight.copy_(torch.eye(4, 6))
+        pools.keys.bias.zero_()
+        pools.queries.copy_(torch.tensor([[50.0, 0, 0, 0], [0, 50.0, 0, 0]]))
+    marked = torch.zeros(1, 4, 6)
+    marked[0, 2, 0] = marked[0, 0, 1] = 1.0
+    pooled = pools(marked, torch.tensor([[1.0, 1.0, 1.0, 1.0]])).reshape(2, 6)
+    assert torch.allclose(pooled[0], marked[0, 2], atol=1e-3) and torch.allclose(pooled[1], marked[0, 0], atol=1e-3)
+    swapped = pools(marked[:, [2, 1, 0, 3]], torch.ones(1, 4)).reshape(2, 6)
+    assert torch.allclose(swapped, pooled, atol=1e-3)  # the pool follows the word piece, not its position
+
+
+def test_a_policy_with_instruction_queries_trains_round_trips_and_exports_to_onnx(workspace, tmp_path):
+    """film_queries > 0 (role-aware FiLM): the same training loop, save/load and the same ONNX tokens as torch."""
+    recipe = TrainRecipe(steps=60, batch_size=32, learning_rate=3e-3, warmup_steps=10, eval_every=60,
+                         checkpoint_every=60, threads=1, shift_pixels=0, proprio_dropout=0.0)
+    report = train_policy(workspace["root"] / "data", workspace["root"] / "tokenizer", tmp_path / "queries", recipe,
+                          {**TINY_MODEL, "film_queries": 2}, progress=False)
+    assert report["history"]["loss"][-1] < report["history"]["loss"][0]
+    policy = VLAPolicy.from_pretrained(tmp_path / "queries")
+    from vla_ros.policy.training import TextTable, validate
+    from vla_ros.policy.training_data import build_training_set
+
+    samples = build_training_set(workspace["episodes"], policy.tokenizer, policy.vocab)
+    metrics = validate(policy, samples, TextTable(samples.instructions, policy.config.text_tokens), recipe,
+                       torch.device("cpu"))
+    assert metrics["pool_role_accuracy"] > 0.5, metrics  # the role loss trains the pools (chance: about 1/9)
+    assert policy.config.film_queries == 2 and policy.instruction_queries is not None
+    assert policy.vision.film[0].in_features == 3 * policy.config.text_dim  # mean + two pools
+    images, instructions, joints = recorded_observations(workspace["episodes"], 20)
+    expected = PolicyRunner(tmp_path / "queries", "builtin-torch").infer(images, instructions, joints,
+                                                                        temperature=0).tokens
+    onnx = PolicyRunner(tmp_path / "queries", "builtin-onnx").infer(images, instructions, joints, temperature=0)
+    assert np.array_equal(onnx.tokens, expected)
+    blanked = PolicyRunner(tmp_path / "queries", "builtin-onnx").infer(images[:2], ["", ""], None, temperature=0)
+    assert blanked.tokens.shape == (2, policy.config.tokens_per_chunk)  # no word pieces: zero pools, no NaN
+
+
+def test_role_labels_point_at_the_words_naming_each_role_in_any_word_order():
+    from transformers import AutoTokenizer
+
+    from vla_ros.policy.text_encoding import text_encoder_directory
+    from vla_ros.policy.training import role_pieces
+
+    tokenizer = AutoTokenizer.from_pretrained(str(text_encoder_directory()))
+    texts = ["stack the red block on the green block", "cover the green block with the red block",
+             "on top of the green block, stack the red block", "put the blue block on the plate",
+             "push the red block to the left", "pick up the yellow block", "stack red on green"]
+    roles = role_pieces(tokenizer, texts, 16)
+    words = [[tokenizer.convert_ids_to_tokens(tokenizer(t)["input_ids"])[i] if i >= 0 else None for i in row]
+             for t, row in zip(texts, roles)]
+    assert words == [["red", "green"], ["red", "green"], ["red", "green"], ["blue", "plate"], ["red", "left"],
+                     ["yellow", None], [None, None]]  # the last matches no task: no labels
+
+
 def test_policies_saved_before_film_and_grounding_load_without_them():
     from vla_ros.policy.configuration_vla import VLAConfig
 
     values = VLAConfig().to_dict()
-    del values["film"], values["grounding_head"]
+    del values["film"], values["grounding_head"], values["film_queries"]
     config = VLAConfig.from_dict(values)
-    assert not config.film and not config.grounding_head
+    assert not config.film and not config.grounding_head and config.film_queries == 0
     assert VLAConfig.from_dict(VLAConfig().to_dict()).film
 
 

@@ -26,6 +26,10 @@ class VLAConfig:
     text_dim: int = 384
     text_tokens: int = 16  # instruction word pieces, padded or truncated to this many (fixed layout)
     film: bool = True  # FiLM-condition the CNN on the mean instruction state (configs without the key: False)
+    # > 0: FiLM also reads this many learned attention pools over the word pieces (InstructionQueries), so the
+    # condition can tell the block to move from the block below; 0 (configs without the key): the mean only.
+    # Tried in session 10 (film_queries 2 with the role loss, docs/policy.md), not in the shipped model.
+    film_queries: int = 0
     grounding_head: bool = True  # training-only head: where the named objects stand (configs without it: False)
     use_proprio: bool = True
     proprio_mean: list[float] = field(default_factory=lambda: [0.0] * PROPRIO_DIM)
@@ -47,6 +51,11 @@ class VLAConfig:
     action_normalization: dict = field(default_factory=dict)
     # generation
     temperature: float = 0.1
+
+    @property
+    def condition_dim(self) -> int:
+        """Width of the instruction vector the CNN is FiLM-conditioned on (0: not conditioned)."""
+        return self.text_dim * (1 + self.film_queries) if self.film else 0
 
     @property
     def image_tokens(self) -> int:
@@ -72,7 +81,8 @@ class VLAConfig:
         unknown = set(values) - set(names)
         if unknown:
             raise ValueError(f"unknown VLA config fields: {sorted(unknown)}")
-        kwargs = {"film": False, "grounding_head": False}  # policies saved before these existed lack the keys
+        # policies saved before these existed lack the keys
+        kwargs = {"film": False, "grounding_head": False, "film_queries": 0}
         for key, value in values.items():
             default = names[key].default
             kwargs[key] = tuple(value) if isinstance(default, tuple) else value

@@ -60,6 +60,35 @@ def llama_config(config: VLAConfig, vocab_size: int):
     return llama
 
 
+class InstructionQueries(nn.Module):
+    """Learned attention pools over the instruction's word-piece states: [B, T, D] → [B, queries × D].
+
+    The mean of the states hardly depends on word order, so a vision encoder conditioned on it can
+    bring out the blocks an instruction names but not tell "stack the red block on the blue block"
+    from "cover the red block with the blue block". Each query scores every word piece (the states
+    are contextual, so "red" after "cover the" differs from "red" after "stack the") and returns the
+    weighted sum of the states: one query can learn to find the block to move, another the block
+    below. Tiny initial queries give near-uniform weights: at the start every pool is the mean.
+    Padding gets no weight; an instruction without word pieces pools to zeros.
+    """
+
+    def __init__(self, text_dim: int, queries: int, key_dim: int = 64):
+        super().__init__()
+        self.keys = nn.Linear(text_dim, key_dim)
+        self.queries = nn.Parameter(torch.randn(queries, key_dim) * 0.02)
+        self.scale = key_dim ** -0.5
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """states [B, T, D] (zeros at padding), mask [B, T] (1 at word pieces) → [B, queries × D]."""
+        return torch.einsum("bqt,btd->bqd", self.weights(states, mask), states).flatten(1)
+
+    def weights(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Each query's attention over the word pieces [B, queries, T]; zero at padding."""
+        scores = torch.einsum("btk,qk->bqt", self.keys(states), self.queries) * self.scale
+        present = mask.unsqueeze(1)  # [B, 1, T]
+        return scores.masked_fill(present < 0.5, -1e4).softmax(-1) * present  # a finite fill: ONNX-safe
+
+
 class VLAPolicy(nn.Module):
     """Early-fusion decoder-only policy; `forward` gives logits for teacher-forced generated tokens."""
 
@@ -71,7 +100,9 @@ class VLAPolicy(nn.Module):
         self.vocab = Vocabulary(config.action_vocab_size, tuple(config.plan_words), config.max_plan_tokens)
         width = config.hidden_size
         self.vision = VisionEncoder(config.image_size, config.image_grid, tuple(config.cnn_channels), width,
-                                    condition_dim=config.text_dim if config.film else 0)
+                                    condition_dim=config.condition_dim)
+        self.instruction_queries = InstructionQueries(config.text_dim, config.film_queries) \
+            if config.film and config.film_queries > 0 else None
         self.text_projection = nn.Linear(config.text_dim, width)
         self.text_padding = nn.Parameter(torch.zeros(width))
         self.proprio_projection = nn.Linear(PROPRIO_DIM, width)
@@ -106,6 +137,8 @@ class VLAPolicy(nn.Module):
         condition = None
         if self.config.film:  # the instruction's mean word-piece state (states are zero at padding)
             condition = states.sum(1) / mask.sum(1).clamp(min=1.0)
+            if self.instruction_queries is not None:  # … and the learned pools (which block is which)
+                condition = torch.cat([condition, self.instruction_queries(states, mask.squeeze(-1))], 1)
         image_tokens = self.vision(images, condition) + self.segments.weight[IMAGE_SEGMENT]
         text = self.text_projection(states)
         text_tokens = text * mask + self.text_padding * (1.0 - mask) + self.segments.weight[TEXT_SEGMENT]

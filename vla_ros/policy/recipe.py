@@ -22,6 +22,7 @@ class TrainRecipe:
     terse: bool = False  # also the training phrasings without "the" / "block" (training_data.terse_variants)
     chunk_loss_weight: float = 1.0  # auxiliary regression of the normalized chunk (training only)
     grounding_loss_weight: float = 1.0  # auxiliary regression of the named objects' table positions
+    role_loss_weight: float = 1.0  # instruction pools → the words naming the roles (only with film_queries ≥ 1)
     eval_every: int = 500
     checkpoint_every: int = 500
     seed: int = 0

@@ -49,6 +49,27 @@ class TextTable:
             masks.append(m)
         self.states = torch.from_numpy(np.concatenate(states)) if states else torch.zeros(0, text_tokens, 384)
         self.masks = torch.from_numpy(np.concatenate(masks)) if masks else torch.zeros(0, text_tokens, dtype=torch.bool)
+        self.roles = torch.from_numpy(role_pieces(encoder.tokenizer, instructions, text_tokens))
+
+
+def role_pieces(tokenizer, instructions: list[str], text_tokens: int) -> np.ndarray:
+    """[N, 2]: the word-piece index of the word naming the block to move, and of the word naming the reference
+    (the lower block, the receptacle) or the direction; -1 where an instruction names no such word (or matches
+    no task). The labels of the role loss that teaches the instruction pools to read the roles."""
+    from vla_ros.sim.tasks import parse_instruction
+
+    roles = np.full((len(instructions), 2), -1, np.int64)
+    for row, text in enumerate(instructions):
+        try:
+            task = parse_instruction(text)
+        except ValueError:
+            continue
+        ids = tokenizer(text, max_length=text_tokens, truncation=True)["input_ids"]
+        for column, word in enumerate((task.target, task.reference or task.direction)):
+            piece = tokenizer(word, add_special_tokens=False)["input_ids"][:1] if word else []
+            if piece and piece[0] in ids:
+                roles[row, column] = ids.index(piece[0])
+    return roles
 
 
 def make_batch(data: TrainingSet, text: TextTable, index: np.ndarray, policy: VLAPolicy, recipe: TrainRecipe,
@@ -74,13 +95,15 @@ def make_batch(data: TrainingSet, text: TextTable, index: np.ndarray, policy: VL
         "inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets),
         "first_action": torch.from_numpy(first_action), "chunks": torch.from_numpy(data.chunks[index]),
         "places": torch.from_numpy(data.places[index]), "place_mask": torch.from_numpy(data.place_mask[index]),
+        "roles": text.roles[phrasing],
     }
 
 
 def batch_loss(policy: VLAPolicy, batch: dict, device: torch.device, chunk_weight: float = 0.0,
-               grounding_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               grounding_weight: float = 0.0, role_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(cross-entropy over plan and action targets + chunk_weight × chunk regression MSE
-    + grounding_weight × masked MSE of the named objects' positions, logits, targets)."""
+    + grounding_weight × masked MSE of the named objects' positions
+    + role_weight × role loss of the instruction pools, logits, targets)."""
     moved = {k: v.to(device) for k, v in batch.items()}
     prefix = policy.prefix_embeddings(moved["images"], moved["text_states"], moved["text_mask"],
                                       moved["proprio"], moved["proprio_present"])
@@ -97,7 +120,25 @@ def batch_loss(policy: VLAPolicy, batch: dict, device: torch.device, chunk_weigh
         mask = moved["place_mask"].repeat_interleave(2, dim=1)  # [B, 4]: x and y share their object's flag
         error = (policy.grounding_head(first) - moved["places"]) ** 2 * mask
         loss = loss + grounding_weight * error.sum() / mask.sum().clamp(min=1.0)
+    if role_weight > 0 and policy.instruction_queries is not None:
+        loss = loss + role_weight * role_loss(policy, moved)
     return loss, logits, targets
+
+
+def role_weights(policy: VLAPolicy, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(attention of the first two instruction pools [B, 2, T], their role labels [B, 2], -1 = none)."""
+    weights = policy.instruction_queries.weights(batch["text_states"].float(), batch["text_mask"].float())
+    pools = min(2, weights.shape[1])
+    return weights[:, :pools], batch["roles"][:, :pools]
+
+
+def role_loss(policy: VLAPolicy, batch: dict) -> torch.Tensor:
+    """Negative log of the attention the first pool gives the word naming the block to move, and the second
+    the word naming the reference or direction (`role_pieces`), over the labelled pools of the batch."""
+    weights, labels = role_weights(policy, batch)
+    known = labels >= 0
+    picked = weights.gather(2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return -(torch.log(picked + 1e-6) * known).sum() / known.sum().clamp(min=1)
 
 
 @torch.no_grad()
@@ -109,6 +150,7 @@ def validate(policy: VLAPolicy, data: TrainingSet, text: TextTable, recipe: Trai
     order = np.arange(len(data)) if len(data) <= limit else np.sort(rng.choice(len(data), limit, replace=False))
     losses, correct, total, exact = [], 0, 0, 0
     place_error, place_count = 0.0, 0
+    role_hits, role_count = 0, 0
     for start in range(0, len(order), recipe.batch_size):
         index = order[start:start + recipe.batch_size]
         batch = make_batch(data, text, index, policy, recipe, rng, torch.Generator(), train=False)
@@ -123,11 +165,18 @@ def validate(policy: VLAPolicy, data: TrainingSet, text: TextTable, recipe: Trai
         if policy.grounding_head is not None:
             error, count = grounding_error(policy, batch, device)
             place_error, place_count = place_error + error, place_count + count
+        if policy.instruction_queries is not None:
+            weights, labels = role_weights(policy, {k: v.to(device) for k, v in batch.items()})
+            known = labels >= 0
+            role_hits += int(((weights.argmax(-1) == labels) & known).sum())
+            role_count += int(known.sum())
     policy.train()
     metrics = {"loss": sum(losses) / len(order), "token_accuracy": correct / max(1, total),
                "chunk_exact": exact / len(order), "samples": int(len(order))}
     if place_count:
         metrics["target_place_error_cm"] = 100.0 * place_error / place_count
+    if role_count:  # the share of role words each instruction pool attends to most
+        metrics["pool_role_accuracy"] = role_hits / role_count
     return metrics
 
 
@@ -220,7 +269,8 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
     for step in bar:
         index = rng.integers(0, len(train_set), recipe.batch_size)
         batch = make_batch(train_set, train_text, index, policy, recipe, rng, generator, train=True)
-        loss, _, _ = batch_loss(policy, batch, device, recipe.chunk_loss_weight, recipe.grounding_loss_weight)
+        loss, _, _ = batch_loss(policy, batch, device, recipe.chunk_loss_weight, recipe.grounding_loss_weight,
+                                recipe.role_loss_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -242,6 +292,8 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
                         "model": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}}
             where = f", target place error {metrics['target_place_error_cm']:.1f} cm" \
                 if "target_place_error_cm" in metrics else ""
+            where += f", pools on the role words {metrics['pool_role_accuracy']:.3f}" \
+                if "pool_role_accuracy" in metrics else ""
             bar.write(f"step {step + 1}: valid loss {metrics['loss']:.3f}, token accuracy "
                       f"{metrics['token_accuracy']:.3f}, chunk exact {metrics['chunk_exact']:.3f}{where}")
         if (step + 1) % recipe.checkpoint_every == 0 and not last:
