@@ -346,4 +346,29 @@ def test_closed_loop_evaluation_with_switching_and_with_temporal_ensembling(runn
     # Switching replans every 3 steps; ensembling asks for a chunk at every step.
     details = json.loads((tmp_path / "results.json").read_text())["episodes_detail"]
     assert all(e["inferences"] == e["steps"] for e in details)
+    # every failed episode says why, and the summary counts it under its family
+    assert all((e["failure"] == "") == e["success"] for e in details)
+    failed = sum(sum(f.get("failures", {}).values()) for f in blended["per_family"].values())
+    assert failed == sum(not e["success"] for e in details)
+    assert "Why episodes failed" in (tmp_path / "results.md").read_text()
     assert switching["inferences"] < blended["inferences"]
+
+
+def test_the_mean_over_families_carries_a_95_percent_interval_that_narrows_with_more_episodes():
+    from vla_ros.policy.evaluation import EpisodeResult, markdown_table, summarize
+
+    def results(per_family: int) -> list:
+        # pick always succeeds, stack in 40 % of episodes
+        rows = [EpisodeResult(seed=i, family="pick", instruction="", success=True, steps=10, inferences=4,
+                              candidates=3, chance=0.3) for i in range(per_family)]
+        rows += [EpisodeResult(seed=i, family="stack", instruction="", success=i % 5 < 2, steps=80, inferences=27,
+                               candidates=3, chance=0.2) for i in range(per_family)]
+        return rows
+
+    small, large = summarize(results(25), "unseen", "", 1.0, False, False), \
+        summarize(results(100), "unseen", "", 1.0, False, False)
+    assert small["mean_over_families"] == pytest.approx(0.7)
+    # only stack varies: 1.96 * sqrt(0.4 * 0.6 / n) / 2 families
+    assert small["mean_over_families_ci95"] == pytest.approx(1.96 * (0.24 / 25) ** 0.5 / 2)
+    assert large["mean_over_families_ci95"] == pytest.approx(small["mean_over_families_ci95"] / 2)
+    assert "**70.0%** ± 9.6%" in markdown_table([small])

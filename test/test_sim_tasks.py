@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from vla_ros.sim.layout import sample_layout
-from vla_ros.sim.tasks import (EXTRA_TRAIN_TEMPLATES, FAMILIES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES, ObjectState, Task,
-                               WorldState, all_instructions, parse_instruction, render_instruction, sample_task,
+from vla_ros.sim.tasks import (EXTRA_TRAIN_TEMPLATES, FAILURE_MODES, FAMILIES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES,
+                               ObjectState, Task, WorldState, all_instructions, blocks_in_hand, failure_mode,
+                               offset_from_reference, parse_instruction, render_instruction, sample_task,
                                task_success, training_templates)
 
 
@@ -105,6 +106,35 @@ def test_push_predicate():
     assert not task_success(right, world(moved_left, start=start))
     assert not task_success(left, world({"red": block(0.3, 0.05, 0.02)}, start=start))  # not far enough
     assert not task_success(left, world({"red": block(0.3, 0.09, 0.08)}, start=start))  # lifted, not pushed
+
+
+def test_failure_modes_name_what_went_wrong_in_constructed_episodes():
+    task = Task("stack", "red", reference="blue")
+    blue = block(0.3, 0.0, 0.015, edge=0.03)
+    on_blue = world({"red": block(0.305, 0.0, 0.05), "blue": blue})
+    beside = world({"red": block(0.36, 0.0, 0.02), "blue": blue})
+    assert failure_mode(task, {"red"}, set(), on_blue) == ""
+    assert failure_mode(task, {"red"}, set(), beside) == "released off target"
+    assert offset_from_reference(task, beside) == pytest.approx(0.06)
+    assert failure_mode(task, {"blue"}, set(), beside) == "wrong block"
+    assert failure_mode(task, set(), set(), beside) == "never grasped"
+    assert failure_mode(task, {"red", "blue"}, set(), beside) == "moved another block too"
+    in_hand = world({"red": block(0.3, 0.0, 0.12), "blue": blue}, ee=(0.3, 0.0, 0.125), gripper=0.3)
+    assert blocks_in_hand(in_hand) == {"red"} and blocks_in_hand(on_blue) == set()
+    assert failure_mode(task, {"red"}, {"red"}, in_hand) == "still holding at the end"
+    fallen = world({"red": block(0.36, 0.0, -0.7), "blue": blue})
+    assert failure_mode(task, {"red"}, set(), fallen) == "knocked off the table"
+    assert failure_mode(Task("pick", "red"), {"red"}, set(), beside) == "dropped"
+
+    start = {"red": np.array([0.3, 0.0, 0.02]), "blue": np.array([0.3, 0.1, 0.02])}
+    push = Task("push", "red", direction="left")
+    assert failure_mode(push, set(), set(), world({"red": block(0.3, 0.03, 0.02), "blue": block(0.3, 0.1, 0.02)},
+                                                  start=start)) == "pushed too little"
+    assert failure_mode(push, set(), set(), world({"red": block(0.3, -0.06, 0.02), "blue": block(0.3, 0.1, 0.02)},
+                                                  start=start)) == "wrong direction"
+    assert failure_mode(push, set(), set(), world({"red": block(0.3, 0.0, 0.02), "blue": block(0.3, 0.19, 0.02)},
+                                                  start=start)) == "wrong block"
+    assert {"released off target", "wrong block", "knocked off the table"} <= set(FAILURE_MODES)
 
 
 def test_render_instruction_uses_the_split():

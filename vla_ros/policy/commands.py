@@ -131,7 +131,7 @@ def _eval(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import torch
 
-    from vla_ros.policy.evaluation import evaluate, markdown_table
+    from vla_ros.policy.evaluation import evaluate, failure_table, markdown_table
 
     torch.set_num_threads(args.threads)
     runner = None
@@ -157,6 +157,7 @@ def _eval(args: argparse.Namespace) -> int:
                        plan=args.plan, videos=args.videos, temperature=args.temperature, seed=args.seed, label=label,
                        blend=args.blend)
     print(markdown_table([summary]))
+    print(failure_table(summary))
     print(f"wrote {out}/results.json, results.md, success.png and {min(args.videos, args.episodes)} videos "
           f"({summary['seconds']:.0f} s)")
     return 0

@@ -276,3 +276,49 @@ def task_success(task: Task, world: WorldState) -> bool:
     if task.family == "push":
         return pushed(world, task.target, task.direction)
     raise ValueError(f"unknown task family {task.family!r}; known: {FAMILIES}")
+
+
+# ------------------------------------------------------------------------------------------ failure modes
+
+FAILURE_MODES = ("knocked off the table", "wrong block", "never grasped", "moved another block too",
+                 "still holding at the end", "released off target", "dropped", "wrong direction", "pushed too little")
+FELL_BELOW = 0.05  # an object this far below the table top has left the table
+
+
+def blocks_in_hand(world: WorldState) -> set[str]:
+    """Blocks lifted off their support and between the fingers (the `picked` test without the pick height)."""
+    return {key for key, obj in world.objects.items() if key in COLOURS
+            and obj.pos[2] - obj.half_extents[2] > TABLE_Z + 0.03
+            and np.linalg.norm(obj.pos - world.ee_pos) < 0.04 and world.gripper < 0.9}
+
+
+def failure_mode(task: Task, held: set[str], holding: set[str], world: WorldState) -> str:
+    """Why a finished episode did not satisfy `task` ("" when it did): `held` = the blocks ever in the hand,
+    `holding` = those in it at the end, `world` = the final state. The first matching mode of FAILURE_MODES."""
+    if task_success(task, world):
+        return ""
+    if any(obj.pos[2] < TABLE_Z - FELL_BELOW for obj in world.objects.values()):
+        return "knocked off the table"
+    if task.family == "push":
+        moved = {key: float(np.linalg.norm(world.objects[key].pos[:2] - start[:2]))
+                 for key, start in world.start_pos.items() if key in COLOURS and key in world.objects}
+        if moved and max(moved, key=moved.get) != task.target and max(moved.values()) > PUSH_DISTANCE / 2:
+            return "wrong block"
+        sideways = world.objects[task.target].pos[1] - world.start_pos[task.target][1]
+        if sideways * (1.0 if task.direction == "left" else -1.0) < -PUSH_DISTANCE / 2:
+            return "wrong direction"
+        return "pushed too little"
+    if task.target not in held:
+        return "wrong block" if held else "never grasped"
+    if held - {task.target}:
+        return "moved another block too"
+    if task.target in holding:
+        return "still holding at the end"
+    return "dropped" if task.family == "pick" else "released off target"
+
+
+def offset_from_reference(task: Task, world: WorldState) -> float | None:
+    """Place / stack: horizontal distance of the moved block from the reference's centre, metres."""
+    if task.family not in ("place", "stack") or task.reference not in world.objects:
+        return None
+    return float(np.linalg.norm(world.objects[task.target].pos[:2] - world.objects[task.reference].pos[:2]))
