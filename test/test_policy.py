@@ -25,7 +25,8 @@ TINY_MODEL = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_
               "cnn_channels": [8, 16, 32, 32], "image_grid": 2,
               "film_queries": 0}  # the mean-only FiLM path here; role-aware FiLM has its own test
 TINY_RECIPE = TrainRecipe(steps=400, batch_size=32, learning_rate=3e-3, warmup_steps=20, eval_every=400,
-                          checkpoint_every=200, threads=1, shift_pixels=0, proprio_dropout=0.0)
+                          checkpoint_every=200, threads=1, shift_pixels=0, proprio_dropout=0.0,
+                          extra_phrasings=False)  # the recorded phrasings only: a handful of episodes to memorize
 
 
 @pytest.fixture(scope="module")

@@ -47,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"write OUT/checkpoint.pt every N steps (default {defaults.checkpoint_every})")
     train.add_argument("--no-paraphrase", action="store_true",
                        help="train on the recorded instruction only (no paraphrase augmentation)")
-    train.add_argument("--extra-phrasings", action="store_true",
+    train.add_argument("--extra-phrasings", action=argparse.BooleanOptionalAction, default=defaults.extra_phrasings,
                        help="also paraphrase with the extra training phrasings of vla_ros/sim/tasks.py (some name "
-                            "the lower block first); not in the shipped recipe (docs/policy.md)")
+                            "the lower block first; the shipped recipe does, docs/policy.md)")
     train.add_argument("--terse", action="store_true",
                        help="also train on terse variants of the training phrasings (without 'the' / 'block'); "
                             "not in the shipped recipe (docs/policy.md)")

@@ -28,8 +28,8 @@ class VLAConfig:
     film: bool = True  # FiLM-condition the CNN on the mean instruction state (configs without the key: False)
     # > 0: FiLM also reads this many learned attention pools over the word pieces (InstructionQueries), so the
     # condition can tell the block to move from the block below; 0 (configs without the key): the mean only.
-    # Tried in session 10 (film_queries 2 with the role loss, docs/policy.md), not in the shipped model.
-    film_queries: int = 0
+    # The shipped model has 2 (session 11, trained with the role loss; docs/policy.md).
+    film_queries: int = 2
     grounding_head: bool = True  # training-only head: where the named objects stand (configs without it: False)
     use_proprio: bool = True
     proprio_mean: list[float] = field(default_factory=lambda: [0.0] * PROPRIO_DIM)
