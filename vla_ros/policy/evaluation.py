@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vla_ros.sim.tasks import FAILURE_MODES, FAMILIES, blocks_in_hand, failure_mode, offset_from_reference
+
 SPLITS = ("train", "paraphrase", "unseen")
 SEED_BASE = {"train": 0, "unseen": 1_000_000, "paraphrase": 2_000_000}
 WORKCELL_SPLIT = {"train": "train", "unseen": "train", "paraphrase": "heldout"}
@@ -46,14 +48,10 @@ class HandWatch:
         self.holding: set[str] = set()
 
     def see(self, workcell) -> None:
-        from vla_ros.sim.tasks import blocks_in_hand
-
         self.holding = blocks_in_hand(workcell.world_state())
         self.held |= self.holding
 
     def finish(self, result: EpisodeResult, workcell) -> EpisodeResult:
-        from vla_ros.sim.tasks import failure_mode, offset_from_reference
-
         world = workcell.world_state()
         result.failure = failure_mode(workcell.task, self.held, self.holding, world)
         offset = offset_from_reference(workcell.task, world)
@@ -161,7 +159,6 @@ def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, 
     """Run `episodes` closed-loop episodes (families in turn) and summarize; `runner` None = scripted expert."""
     from tqdm import tqdm
 
-    from vla_ros.sim.tasks import FAMILIES
     from vla_ros.sim.video import annotate, write_video
     from vla_ros.sim.workcell import Workcell
 
@@ -221,24 +218,20 @@ def summarize(results: list[EpisodeResult], split: str, label: str, seconds: flo
 
 def failure_counts(results: list[EpisodeResult]) -> dict[str, int]:
     """Failed episodes per failure mode, in the order of sim.tasks.FAILURE_MODES."""
-    from vla_ros.sim.tasks import FAILURE_MODES
-
     counts = {mode: sum(r.failure == mode for r in results) for mode in FAILURE_MODES}
     return {mode: n for mode, n in counts.items() if n}
 
 
 def failure_table(summary: dict) -> str:
     """Markdown: one row per task family, one column per failure mode that occurred."""
-    from vla_ros.sim.tasks import FAILURE_MODES
-
     families = list(summary["per_family"])
-    modes = [m for m in FAILURE_MODES if any(m in summary["per_family"][f].get("failures", {}) for f in families)]
+    modes = [m for m in FAILURE_MODES if any(m in summary["per_family"][f]["failures"] for f in families)]
     if not modes:
         return "No failed episodes.\n"
     lines = ["| family | failed | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
     for family in families:
         row = summary["per_family"][family]
-        counts = row.get("failures", {})
+        counts = row["failures"]
         lines.append(f"| {family} | {row['episodes'] - row['successes']}/{row['episodes']} | "
                      + " | ".join(str(counts.get(m, 0)) for m in modes) + " |")
     return "\n".join(lines) + "\n"
@@ -277,8 +270,8 @@ def write_results(out_dir: Path, summary: dict, results: list[EpisodeResult]) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps({**summary, "episodes_detail": [asdict(r) for r in results]},
                                                      indent=2) + "\n")
-    (out_dir / "results.md").write_text(markdown_table([summary]) + "\nWhy episodes failed (`sim.tasks.failure_mode`):\n\n"
-                                        + failure_table(summary))
+    (out_dir / "results.md").write_text(markdown_table([summary]) + "\nWhy episodes failed "
+                                        "(`sim.tasks.failure_mode`):\n\n" + failure_table(summary))
     families = list(summary["per_family"])
     fig, ax = plt.subplots(figsize=(6, 3.5))
     rates = [summary["per_family"][f]["success_rate"] for f in families]
