@@ -291,9 +291,43 @@ def test_kv_cached_generation_equals_uncached_and_hf_generate(workspace):
     generator = ChunkGenerator(policy)
     start = torch.full((len(images), 1), policy.vocab.start_actions)
     with torch.inference_mode():
-        first, _, _ = generator.decoder.prefill(torch.cat([prefix, policy.token_embeddings(start)], 1))
+        first, _ = generator.decoder.prefill(torch.cat([prefix, policy.token_embeddings(start)], 1))
         reference = policy(prefix, start)[:, -1]
     torch.testing.assert_close(first, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_the_decoders_rotation_matrix_is_llamas_rotate_half_exactly():
+    from transformers.models.llama.modeling_llama import rotate_half
+
+    from vla_ros.policy.generation import rotate_half_matrix
+
+    x = torch.randn(3, 4, 5, 48)
+    assert torch.equal(x @ rotate_half_matrix(48), rotate_half(x))
+
+
+def test_an_onnx_export_with_the_old_stacked_cache_is_refused(workspace, tmp_path):
+    """Exports made before the cache was kept per layer carry the same weights digest; the layout tells them apart."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    copy = tmp_path / "old_export"
+    shutil.copytree(workspace["root"] / "policy", copy)
+    current = onnx.load(str(copy / "onnx" / "step.onnx"))
+    tensor = lambda name, kind=TensorProto.FLOAT: helper.make_tensor_value_info(name, kind, None)  # noqa: E731
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [a], [b]) for a, b in (("past_keys", "keys"), ("past_values", "values"))]
+        + [helper.make_node("Constant", [], ["logits"], value_floats=[0.0])],
+        "stacked_cache_step", [tensor("ids", TensorProto.INT64), tensor("position", TensorProto.INT64),
+                               tensor("past_keys"), tensor("past_values")],
+        [tensor("logits"), tensor("keys"), tensor("values")])
+    old = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    old.ir_version = current.ir_version
+    old.metadata_props.extend(current.metadata_props)  # same tokenizer, same weights
+    onnx.save(old, str(copy / "onnx" / "step.onnx"))
+    with pytest.raises(PolicyLoadError, match="re-run 'vla-ros export-policy"):
+        PolicyRunner(copy, "builtin-onnx")
 
 
 def test_plans_are_generated_before_constrained_action_ids(workspace, runners):

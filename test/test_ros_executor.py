@@ -86,13 +86,23 @@ def measured_ee(probe) -> np.ndarray:
 KINEMATICS = ArmKinematics()
 
 
+def sim_arm_commands(probe) -> int:
+    """Arm commands the simulator says it has accepted, from its latest report on /diagnostics (0 before one)."""
+    for array in reversed(probe.diagnostics):
+        for status in array.status:
+            if status.name.endswith("widowx_sim"):
+                return int({v.key: v.value for v in status.values}.get("arm_commands", 0))
+    return 0
+
+
 def test_chunks_move_the_simulated_arm_and_stop_halts_it_within_one_control_period(rig):
     launched, probe = rig
     say(probe, TASK)
-    # Discovery on localhost is asymmetric: a first chunk proves the executor has matched our publisher.
+    # Discovery on localhost is asymmetric: a first chunk proves the executor has matched our publisher, and
+    # the simulator counting arm commands proves the safety monitor's controller publisher has matched it.
     deadline = time.monotonic() + 30
-    while not probe.arm_commands:
-        assert time.monotonic() < deadline, "the executor never took a chunk"
+    while not (probe.arm_commands and sim_arm_commands(probe) > 0):
+        assert time.monotonic() < deadline, "the executor never took a chunk, or the simulator never got a command"
         probe.chunk_pub.publish(chunk_msg(probe, TASK, np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])))
         probe.spin_for(0.3)
     probe.spin_for(1.0)
@@ -154,6 +164,6 @@ def test_sim_renders_in_its_own_thread_and_reports_loop_timing(rig):
     assert len(probe.joints) - joints >= 50  # 50 Hz joint states, whatever the renderer does
     probe.spin_until(
         lambda: any(s.name.endswith("widowx_sim") and {"physics_lateness_max_ms", "render_max_ms", "frames_skipped",
-                                                           "scheduling"} <= {v.key for v in s.values}
+                                                           "scheduling", "arm_commands"} <= {v.key for v in s.values}
                     for d in probe.diagnostics[-5:] for s in d.status),
         5, "widowx_sim's loop timing on /diagnostics")

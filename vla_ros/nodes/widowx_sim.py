@@ -88,6 +88,7 @@ class WidowXSim(Node):
         self.render_max = 0.0  # the slowest camera render in the last measuring window, seconds
         self.render_peak = Peak()  # the slowest render since start, and when (node clock)
         self.frames_skipped = 0  # frames due while the previous one was still rendering
+        self.arm_commands = 0  # arm trajectories accepted from the controller topic since start
         self.scheduling = "not started"
         self.suggested = ""
         self._reset_layout(self.params["seed"])
@@ -182,6 +183,7 @@ class WidowXSim(Node):
         if parsed:
             with self.lock:
                 self.arm.command(self.now_s(), *parsed)
+                self.arm_commands += 1
 
     def on_gripper(self, msg: JointTrajectory) -> None:
         # Like Interbotix's gripper controller: the left finger's position in metres.
@@ -301,6 +303,7 @@ class WidowXSim(Node):
             "physics_lateness_max_ms": f"{self.lateness_max * 1e3:.1f}",
             "render_max_ms": f"{self.render_max * 1e3:.1f}",
             "frames_skipped": str(self.frames_skipped),
+            "arm_commands": str(self.arm_commands),
             "scheduling": self.scheduling,
         } | self.render_peak.summary("render")
         if success:

@@ -1,8 +1,13 @@
 """Token generation: a lean KV-cached pass over the policy's Llama weights, constrained to valid ids.
 
 Hugging Face's Llama forward costs ~2 ms of Python per call on this CPU, more than the maths of a
-4-layer, 192-wide model; `KVCachedDecoder` runs the same layers (same modules, same weights) with
-an explicit cache and precomputed rotary tables. It is also what the ONNX graphs are exported from.
+4-layer, 192-wide model; `KVCachedDecoder` runs the same layers with an explicit cache and
+precomputed rotary tables. It is also what the ONNX graphs are exported from, and on a model this
+small onnxruntime's time goes to the number of graph nodes rather than to arithmetic, so the
+decoder is written for few nodes: one projection for q, k and v and one for the MLP's gate and up
+(the weights stacked once, at construction), the rotary embedding of q and k together as one
+multiplication by a signed permutation (exact: its entries are 0 and ±1), and reshapes whose sizes
+are known when the graph is traced (the batch is the only free size).
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vla_ros.policy.modeling_vla import VLAPolicy
@@ -27,65 +31,118 @@ class GeneratedChunk:
     plans: list[list[int]] | None = None
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], -1)
+def rotate_half_matrix(head_dim: int) -> torch.Tensor:
+    """R [head_dim, head_dim] with x @ R == Llama's rotate_half(x) == cat(-x[half:], x[:half]), exactly."""
+    half = head_dim // 2
+    rotation = torch.zeros(head_dim, head_dim)
+    index = torch.arange(half)
+    rotation[index + half, index] = -1.0
+    rotation[index, index + half] = 1.0
+    return rotation
+
+
+def _stacked_linear(*linears: nn.Linear) -> nn.Linear:
+    """One frozen Linear computing the given ones side by side (their outputs concatenated)."""
+    weight = torch.cat([linear.weight.detach() for linear in linears])
+    has_bias = linears[0].bias is not None
+    stacked = nn.Linear(weight.shape[1], weight.shape[0], bias=has_bias, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        stacked.weight.copy_(weight)
+        if has_bias:
+            stacked.bias.copy_(torch.cat([linear.bias.detach() for linear in linears]))
+    return stacked.requires_grad_(False)
+
+
+class _DecoderLayer(nn.Module):
+    """One Llama layer's modules, with q/k/v and gate/up stacked into single projections."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        attention, mlp = layer.self_attn, layer.mlp
+        self.input_norm, self.post_norm = layer.input_layernorm, layer.post_attention_layernorm
+        self.qkv = _stacked_linear(attention.q_proj, attention.k_proj, attention.v_proj)
+        self.out = attention.o_proj
+        self.gate_up = _stacked_linear(mlp.gate_proj, mlp.up_proj)
+        self.inner = mlp.gate_proj.out_features
+        self.down, self.act = mlp.down_proj, mlp.act_fn
 
 
 class KVCachedDecoder(nn.Module):
-    """The policy's Llama as prefill + single-token steps over a stacked cache [layers, B, heads, L, head_dim]."""
+    """The policy's Llama as prefill + single-token steps over a key/value cache kept per layer.
+
+    The stacked projections are copies made here: build the decoder after the weights are final.
+    """
 
     def __init__(self, policy: VLAPolicy):
         super().__init__()
-        self.policy = policy
         llama = policy.llama.model
-        self.layers = llama.layers
+        self.layers = nn.ModuleList(_DecoderLayer(layer) for layer in llama.layers)
         self.norm = llama.norm
         self.head = policy.llama.lm_head
         self.embed = llama.embed_tokens
         config = policy.llama.config
+        self.width = config.hidden_size
         self.heads = config.num_attention_heads
         self.head_dim = config.hidden_size // self.heads
-        positions = torch.arange(config.max_position_embeddings, device=policy.device)
-        dummy = torch.zeros(1, 1, config.hidden_size, device=policy.device)
+        self.scale = self.head_dim ** -0.5
+        device = policy.device
+        positions = torch.arange(config.max_position_embeddings, device=device)
+        dummy = torch.zeros(1, 1, config.hidden_size, device=device)
         with torch.no_grad():
             cos, sin = llama.rotary_emb(dummy, positions.unsqueeze(0))
         self.register_buffer("cos", cos[0].float(), persistent=False)  # [max_positions, head_dim]
         self.register_buffer("sin", sin[0].float(), persistent=False)
+        self.register_buffer("rotation", rotate_half_matrix(self.head_dim).to(device), persistent=False)
+        length = config.max_position_embeddings
+        causal = torch.full((length, length), float("-inf"), device=device).triu(1)
+        self.register_buffer("causal", causal, persistent=False)  # additive: -inf above the diagonal
 
-    def _layers(self, x: torch.Tensor, start: int | torch.Tensor, past_k: torch.Tensor | None,
-                past_v: torch.Tensor | None, causal: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch, length, width = x.shape
-        cos = self.cos[start:start + length] if isinstance(start, int) else self.cos[start].unsqueeze(0)
-        sin = self.sin[start:start + length] if isinstance(start, int) else self.sin[start].unsqueeze(0)
-        keys, values = [], []
+    def _layers(self, x: torch.Tensor, start: int | torch.Tensor,
+                past: list[torch.Tensor] | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        length = int(x.shape[1])  # fixed in each graph: the prefix length, or 1 for a step
+        heads, head_dim, width = self.heads, self.head_dim, self.width
+        if isinstance(start, int):
+            cos, sin = self.cos[start:start + length], self.sin[start:start + length]
+        else:
+            cos, sin = self.cos[start], self.sin[start]
+        mask = self.causal[:length, :length] if past is None and length > 1 else None
+        cache = []
         for index, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            normed = layer.input_layernorm(x)
-            shape = (batch, length, self.heads, self.head_dim)
-            q = attn.q_proj(normed).view(shape).transpose(1, 2)
-            k = attn.k_proj(normed).view(shape).transpose(1, 2)
-            v = attn.v_proj(normed).view(shape).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
-            if past_k is not None:
-                k = torch.cat([past_k[index], k], 2)
-                v = torch.cat([past_v[index], v], 2)
-            keys.append(k)
-            values.append(v)
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-            x = x + attn.o_proj(out.transpose(1, 2).reshape(batch, length, width))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return self.head(self.norm(x[:, -1])), torch.stack(keys), torch.stack(values)
+            qkv = layer.qkv(layer.input_norm(x))  # [B, L, 3 × width]
+            if length == 1:  # [B, 1, 3H·d] and [B, 3H, 1, d] are the same memory
+                qkv = qkv.reshape(-1, 3 * heads, 1, head_dim)
+            else:
+                qkv = qkv.reshape(-1, length, 3 * heads, head_dim).transpose(1, 2)
+            qk, v = qkv.split([2 * heads, heads], 1)
+            qk = qk * cos + (qk @ self.rotation) * sin  # rotary embedding of q and k at once
+            q, k = qk.split([heads, heads], 1)  # split with sizes, not chunk: no shape arithmetic in ONNX
+            if past is not None:
+                k = torch.cat([past[2 * index], k], 2)
+                v = torch.cat([past[2 * index + 1], v], 2)
+            cache += [k, v]
+            if index == len(self.layers) - 1 and length > 1:  # past the last keys and values only the
+                q, x, mask, length = q[:, :, -1:], x[:, -1:], None, 1  # last position's output is used
+            scores = (q * self.scale) @ k.transpose(-1, -2)
+            if mask is not None:
+                scores = scores + mask
+            out = scores.softmax(-1) @ v  # [B, H, L, d]
+            out = out.reshape(-1, 1, width) if length == 1 else out.transpose(1, 2).reshape(-1, length, width)
+            x = x + layer.out(out)
+            gate, up = layer.gate_up(layer.post_norm(x)).split([layer.inner, layer.inner], -1)
+            x = x + layer.down(layer.act(gate) * up)
+        return self.head(self.norm(x[:, -1])), cache
 
-    def prefill(self, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Embeddings [B, L, width] from position 0 → (logits of the last position [B, V], keys, values)."""
-        return self._layers(embeds, 0, None, None, causal=True)
+    def prefill(self, embeds: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Embeddings [B, L, width] from position 0 → (logits of the last position [B, V], cache).
 
-    def step(self, ids: torch.Tensor, position: torch.Tensor, past_k: torch.Tensor,
-             past_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One token per row, ids [B, 1] at `position` (a 1-element int64 tensor) → (logits [B, V], keys, values)."""
-        return self._layers(self.embed(ids), position, past_k, past_v, causal=False)
+        The cache is one tensor per layer and kind, [key_0, value_0, key_1, …], each [B, heads, L, head_dim].
+        """
+        return self._layers(embeds, 0, None)
+
+    def step(self, ids: torch.Tensor, position: torch.Tensor,
+             past: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One token per row, ids [B, 1] at `position` (a 1-element int64 tensor) → (logits [B, V], longer cache)."""
+        return self._layers(self.embed(ids), position, past)
 
 
 def choose(logits: np.ndarray, allowed: np.ndarray, temperature: float, rng: np.random.Generator | None) -> np.ndarray:
@@ -158,14 +215,13 @@ class ChunkGenerator:
         batch, length = prefix.shape[:2]
         start = self.vocab.start_plan if plan else self.vocab.start_actions
         start_ids = torch.full((batch, 1), start, dtype=torch.long, device=prefix.device)
-        logits, keys, values = self.decoder.prefill(torch.cat([prefix, self.decoder.embed(start_ids)], 1))
-        cache = {"keys": keys, "values": values}
+        logits, cache = self.decoder.prefill(torch.cat([prefix, self.decoder.embed(start_ids)], 1))
         device = prefix.device
 
         def step(ids: np.ndarray, position: int) -> np.ndarray:
-            out, cache["keys"], cache["values"] = self.decoder.step(
-                torch.from_numpy(ids).to(device), torch.tensor([position], device=device),
-                cache["keys"], cache["values"])
+            nonlocal cache
+            out, cache = self.decoder.step(torch.from_numpy(ids).to(device), torch.tensor([position], device=device),
+                                           cache)
             return out.float().cpu().numpy()
 
         return decode(logits.float().cpu().numpy(), step, length + 1, self.vocab,

@@ -1,9 +1,10 @@
 """ONNX export of the policy as two graphs (observation → first logits + cache; one token step) and their runtime.
 
 `prefix.onnx`: images uint8 [B, H, W, 3], text_states [B, N, 384], text_mask [B, N] (0/1 float),
-proprio [B, 6], proprio_present [B], start_ids [B, 1] → logits [B, V], keys / values
-[layers, B, heads, P + 1, head_dim].
-`step.onnx`: ids [B, 1], position [1], past_keys, past_values → logits, keys, values (one longer).
+proprio [B, 6], proprio_present [B], start_ids [B, 1] → logits [B, V], key_0, value_0, key_1, …
+(one [B, heads, P + 1, head_dim] tensor per layer and kind).
+`step.onnx`: ids [B, 1], position [1], past_key_0, past_value_0, … → logits, key_0, value_0, …
+(one position longer).
 
 Both are traced from `KVCachedDecoder`, so ONNX and torch run the same arithmetic; the loop
 around them (`generation.decode`) is shared too.
@@ -27,8 +28,12 @@ PREFIX_FILE = "prefix.onnx"
 STEP_FILE = "step.onnx"
 OPSET = 17
 PREFIX_INPUTS = ("images", "text_states", "text_mask", "proprio", "proprio_present", "start_ids")
-STEP_INPUTS = ("ids", "position", "past_keys", "past_values")
-OUTPUTS = ("logits", "keys", "values")
+STEP_INPUTS = ("ids", "position")
+
+
+def cache_names(layers: int) -> list[str]:
+    """key_0, value_0, key_1, value_1, …: the cache tensors in the order `KVCachedDecoder` keeps them."""
+    return [f"{kind}_{layer}" for layer in range(layers) for kind in ("key", "value")]
 
 
 class _PrefixGraph(nn.Module):
@@ -38,7 +43,8 @@ class _PrefixGraph(nn.Module):
 
     def forward(self, images, text_states, text_mask, proprio, proprio_present, start_ids):
         prefix = self.policy.prefix_embeddings(images, text_states, text_mask, proprio, proprio_present)
-        return self.decoder.prefill(torch.cat([prefix, self.decoder.embed(start_ids)], 1))
+        logits, cache = self.decoder.prefill(torch.cat([prefix, self.decoder.embed(start_ids)], 1))
+        return (logits, *cache)
 
 
 class _StepGraph(nn.Module):
@@ -46,8 +52,9 @@ class _StepGraph(nn.Module):
         super().__init__()
         self.decoder = decoder
 
-    def forward(self, ids, position, past_keys, past_values):
-        return self.decoder.step(ids, position, past_keys, past_values)
+    def forward(self, ids, position, *past):
+        logits, cache = self.decoder.step(ids, position, list(past))
+        return (logits, *cache)
 
 
 def weights_digest(directory: str | Path) -> str:
@@ -74,23 +81,25 @@ def export_policy_onnx(policy: VLAPolicy, policy_dir: str | Path) -> Path:
         torch.full((batch, 1), policy.vocab.start_actions, dtype=torch.long),
     )
     with torch.no_grad():
-        _, keys, values = decoder.prefill(torch.zeros(batch, config.prefix_length + 1, config.hidden_size))
-    example_step = (torch.zeros(batch, 1, dtype=torch.long), torch.tensor([config.prefix_length + 1]), keys, values)
-    cache_axes = {1: "batch", 3: "length"}
+        _, cache = decoder.prefill(torch.zeros(batch, config.prefix_length + 1, config.hidden_size))
+    example_step = (torch.zeros(batch, 1, dtype=torch.long), torch.tensor([config.prefix_length + 1]), *cache)
+    outputs = ["logits", *cache_names(config.num_layers)]
+    past = [f"past_{name}" for name in outputs[1:]]
+    cache_axes = {0: "batch", 2: "length"}
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript
         # (not a dependency); these graphs are plain tensor code, which the old exporter handles.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _PrefixGraph(policy, decoder), example_prefix, str(out / PREFIX_FILE), dynamo=False,
-            input_names=list(PREFIX_INPUTS), output_names=list(OUTPUTS), opset_version=OPSET,
+            input_names=list(PREFIX_INPUTS), output_names=outputs, opset_version=OPSET,
             dynamic_axes={**{name: {0: "batch"} for name in PREFIX_INPUTS}, "logits": {0: "batch"},
-                          "keys": cache_axes, "values": cache_axes})
+                          **{name: cache_axes for name in outputs[1:]}})
         torch.onnx.export(
             _StepGraph(decoder), example_step, str(out / STEP_FILE), dynamo=False,
-            input_names=list(STEP_INPUTS), output_names=list(OUTPUTS), opset_version=OPSET,
-            dynamic_axes={"ids": {0: "batch"}, "past_keys": cache_axes, "past_values": cache_axes,
-                          "logits": {0: "batch"}, "keys": cache_axes, "values": cache_axes})
+            input_names=[*STEP_INPUTS, *past], output_names=outputs, opset_version=OPSET,
+            dynamic_axes={"ids": {0: "batch"}, "logits": {0: "batch"},
+                          **{name: cache_axes for name in past + outputs[1:]}})
     digest = weights_digest(policy_dir)
     for name in (PREFIX_FILE, STEP_FILE):
         model = onnx.load(str(out / name))
@@ -134,19 +143,27 @@ class OnnxPolicySession:
                                       f"re-run 'vla-ros export-policy --policy {policy_dir}'")
             self.sessions.append(session)
         self.prefix_session, self.step_session = self.sessions
+        self.outputs = [node.name for node in self.step_session.get_outputs()]
+        self.past = [node.name for node in self.step_session.get_inputs()][len(STEP_INPUTS):]
+        if self.outputs[1:3] != ["key_0", "value_0"] or self.past != [f"past_{name}" for name in self.outputs[1:]]:
+            raise PolicyLoadError(f"{paths[1]} is not a cache-per-layer step graph of this version; "
+                                  f"re-run 'vla-ros export-policy --policy {policy_dir}'")
 
     @property
     def providers(self) -> list[str]:
         return self.prefix_session.get_providers()
 
     def prefill(self, images: np.ndarray, text_states: np.ndarray, text_mask: np.ndarray, proprio: np.ndarray,
-                proprio_present: np.ndarray, start_ids: np.ndarray) -> tuple[np.ndarray, ...]:
+                proprio_present: np.ndarray, start_ids: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """→ (logits [B, V], the cache: key_0, value_0, … each [B, heads, P + 1, head_dim])."""
         feeds = dict(zip(PREFIX_INPUTS, (
             np.ascontiguousarray(images, np.uint8), text_states.astype(np.float32), text_mask.astype(np.float32),
             proprio.astype(np.float32), proprio_present.astype(np.float32), start_ids.astype(np.int64))))
-        return tuple(self.prefix_session.run(list(OUTPUTS), feeds))
+        logits, *cache = self.prefix_session.run(self.outputs, feeds)
+        return logits, cache
 
-    def step(self, ids: np.ndarray, position: int, keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
-        feeds = {"ids": ids.astype(np.int64), "position": np.array([position], np.int64),
-                 "past_keys": keys, "past_values": values}
-        return tuple(self.step_session.run(list(OUTPUTS), feeds))
+    def step(self, ids: np.ndarray, position: int, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One token per row at `position` → (logits [B, V], the cache one position longer)."""
+        feeds = {"ids": ids.astype(np.int64), "position": np.array([position], np.int64), **dict(zip(self.past, cache))}
+        logits, *cache = self.step_session.run(self.outputs, feeds)
+        return logits, cache

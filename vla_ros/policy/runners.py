@@ -109,12 +109,12 @@ class PolicyRunner:
         for row in rows:
             pick = (lambda a: a[row:row + 1]) if plan else (lambda a: a)
             start = np.full((len(pick(images)), 1), vocab.start_plan if plan else vocab.start_actions, np.int64)
-            logits, keys, values = self.session.prefill(pick(images), pick(states), pick(mask), pick(joints),
-                                                        pick(present), start)
-            cache = {"keys": keys, "values": values}
+            logits, cache = self.session.prefill(pick(images), pick(states), pick(mask), pick(joints), pick(present),
+                                                 start)
 
             def step(ids: np.ndarray, position: int) -> np.ndarray:
-                out, cache["keys"], cache["values"] = self.session.step(ids, position, cache["keys"], cache["values"])
+                nonlocal cache
+                out, cache = self.session.step(ids, position, cache)
                 return out
 
             row_tokens, row_plan = decode(logits, step, self.config.prefix_length + 1, vocab,
