@@ -306,7 +306,7 @@ def test_the_decoders_rotation_matrix_is_llamas_rotate_half_exactly():
 
 
 def test_an_onnx_export_with_the_old_stacked_cache_is_refused(workspace, tmp_path):
-    """Exports made before the cache was kept per layer carry the same weights digest; the layout tells them apart."""
+    """Exports made before the cache was kept per layer carry the same weights digest; the format tells them apart."""
     import shutil
 
     import onnx
@@ -324,7 +324,8 @@ def test_an_onnx_export_with_the_old_stacked_cache_is_refused(workspace, tmp_pat
         [tensor("logits"), tensor("keys"), tensor("values")])
     old = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     old.ir_version = current.ir_version
-    old.metadata_props.extend(current.metadata_props)  # same tokenizer, same weights
+    # same tokenizer, same weights; the older exporter wrote no format
+    old.metadata_props.extend(p for p in current.metadata_props if p.key != "export_format")
     onnx.save(old, str(copy / "onnx" / "step.onnx"))
     with pytest.raises(PolicyLoadError, match="re-run 'vla-ros export-policy"):
         PolicyRunner(copy, "builtin-onnx")

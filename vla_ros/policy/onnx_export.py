@@ -29,6 +29,10 @@ STEP_FILE = "step.onnx"
 OPSET = 17
 PREFIX_INPUTS = ("images", "text_states", "text_mask", "proprio", "proprio_present", "start_ids")
 STEP_INPUTS = ("ids", "position")
+# The graphs' interface, stamped into their metadata: bumped whenever inputs or outputs change, so that an
+# export of the same weights by an older version (session 11 and before: the cache stacked in one tensor)
+# is refused at start-up instead of failing at its first step.
+EXPORT_FORMAT = "cache-per-layer-1"
 
 
 def cache_names(layers: int) -> list[str]:
@@ -103,7 +107,8 @@ def export_policy_onnx(policy: VLAPolicy, policy_dir: str | Path) -> Path:
     digest = weights_digest(policy_dir)
     for name in (PREFIX_FILE, STEP_FILE):
         model = onnx.load(str(out / name))
-        for key, value in (("tokenizer_identity", config.tokenizer_identity), ("policy_weights", digest)):
+        for key, value in (("tokenizer_identity", config.tokenizer_identity), ("policy_weights", digest),
+                           ("export_format", EXPORT_FORMAT)):
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(model, str(out / name))
@@ -129,6 +134,7 @@ class OnnxPolicySession:
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # a missing CUDA library is expected on CPU hosts
         self.sessions = []
+        digest = weights_digest(policy_dir)
         for path in paths:
             try:
                 session = onnxruntime.InferenceSession(str(path), options, providers=available_providers())
@@ -138,16 +144,17 @@ class OnnxPolicySession:
             if meta.get("tokenizer_identity") != tokenizer_identity:
                 raise PolicyLoadError(f"{path} was exported for tokenizer {meta.get('tokenizer_identity')}, the "
                                       f"policy uses {tokenizer_identity}; re-run 'vla-ros export-policy'")
-            if meta.get("policy_weights") != weights_digest(policy_dir):
+            if meta.get("export_format") != EXPORT_FORMAT:
+                raise PolicyLoadError(f"{path} is an export of format {meta.get('export_format', 'unnamed (older)')}, "
+                                      f"this version reads {EXPORT_FORMAT}; re-run 'vla-ros export-policy --policy "
+                                      f"{policy_dir}'")
+            if meta.get("policy_weights") != digest:
                 raise PolicyLoadError(f"{path} was exported from other weights than {policy_dir}/{WEIGHTS_FILE}; "
                                       f"re-run 'vla-ros export-policy --policy {policy_dir}'")
             self.sessions.append(session)
         self.prefix_session, self.step_session = self.sessions
-        self.outputs = [node.name for node in self.step_session.get_outputs()]
+        self.outputs = [node.name for node in self.step_session.get_outputs()]  # logits, key_0, value_0, …
         self.past = [node.name for node in self.step_session.get_inputs()][len(STEP_INPUTS):]
-        if self.outputs[1:3] != ["key_0", "value_0"] or self.past != [f"past_{name}" for name in self.outputs[1:]]:
-            raise PolicyLoadError(f"{paths[1]} is not a cache-per-layer step graph of this version; "
-                                  f"re-run 'vla-ros export-policy --policy {policy_dir}'")
 
     @property
     def providers(self) -> list[str]:
