@@ -16,8 +16,8 @@ help:
 setup:
 	@bash scripts/setup.sh
 
-# Re-runs setup only when the requirements or the setup script changed.
-$(VENV)/.vla_ros_setup: requirements/ros-wheels.txt requirements/stack.txt setup.py scripts/setup.sh
+# Re-runs setup only when the requirements or the setup script changed (the files setup.sh hashes).
+$(VENV)/.vla_ros_setup: $(wildcard requirements/*.txt) setup.py setup.cfg scripts/setup.sh
 	@bash scripts/setup.sh
 
 test: $(VENV)/.vla_ros_setup

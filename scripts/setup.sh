@@ -49,9 +49,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv $VENV_FLAGS "$VENV" || die "could not create the virtualenv $VENV with $PYTHON."
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-want=$(cat requirements/*.txt setup.py scripts/setup.sh | sha256sum | cut -c1-16)-${ROS_DISTRO:-wheels}
+want=$(cat requirements/*.txt setup.py setup.cfg scripts/setup.sh | sha256sum | cut -c1-16)-${ROS_DISTRO:-wheels}
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     say "$VENV is up to date (requirements unchanged since the last setup)."
+    touch "$STAMP"  # newer than its make prerequisites again, so make does not come back here
     exit 0
 fi
 install() {  # install <what> <pip args...>
@@ -62,9 +63,12 @@ install() {  # install <what> <pip args...>
 if [ -z "${ROS_DISTRO:-}" ]; then
     install "ROS 2 Kilted wheels (rclpy, Fast DDS, message packages)" -r requirements/ros-wheels.txt
 fi
-install "the ML, simulation and test stack (torch 2.13.0 CPU, transformers, onnxruntime, MuJoCo, rosbags)" \
+install "the ML and simulation stack (torch 2.13.0 CPU, transformers, onnxruntime, MuJoCo, rosbags)" \
     -r requirements/stack.txt
-install "vla_ros (editable)" --no-deps -e .
+install "the test tools (pytest, hypothesis, pytest-rerunfailures, mcap-ros2-support)" -r requirements/test.txt
+# With its dependencies, the pins as constraints: pip adds only vla_ros itself, and stops here if a pin
+# contradicts setup.py's install_requires or test extra.
+install "vla_ros (editable, with its test extra)" -e ".[test]" -c requirements/stack.txt -c requirements/test.txt
 "$VENV/bin/python" -c "import rclpy, torch, mujoco, vla_ros" || die "the installed packages do not import (see above)."
 echo "$want" > "$STAMP"
 say "done: activate with '. $VENV/bin/activate', then try 'vla-ros doctor'."

@@ -1,4 +1,4 @@
-"""Test helpers for talking to real nodes over DDS (see vla_ros.graph_process) and running the CLI."""
+"""Test helpers for talking to real nodes over DDS (see vla_ros.graphs.probe and .processes) and running the CLI."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vla_ros.graph_process import GraphProcess as LaunchedGraph  # noqa: F401 - re-exported for the tests
-from vla_ros.graph_process import ProbeNode as RosProbe  # noqa: F401
+from vla_ros.graphs.probe import ProbeNode as RosProbe  # noqa: F401 - re-exported for the tests
+from vla_ros.graphs.processes import LaunchedGraph  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from vla_ros.core.action_chunks import ActionChunk, ChunkError, chunk_frame_id, chunk_points, parse_chunk
 from vla_ros.core.ee_integration import EndEffectorIntegrator
-from vla_ros.core.executor import ChunkExecutor, ExecutorConfig, blend_weights
+from vla_ros.core.executor import ChunkExecutor, ExecutorSettings, blend_weights
+from vla_ros.robot.kinematics import ArmKinematics
 
 TASK, OTHER = 0x1234ABCD, 0x0BADF00D
 DT = 0.2
@@ -21,7 +22,7 @@ def chunk(stamp_s: float, task=TASK, horizon=8, base=0.0) -> ActionChunk:
 
 
 def executor(**kwargs) -> ChunkExecutor:
-    ex = ChunkExecutor(ExecutorConfig(**kwargs))
+    ex = ChunkExecutor(ExecutorSettings(**kwargs))
     ex.set_task(TASK)
     return ex
 
@@ -57,7 +58,7 @@ def test_a_late_chunk_skips_the_steps_that_lie_in_the_past():
 def test_a_chunk_from_a_frame_taken_mid_period_starts_with_its_first_step():
     # The frame is 0.15 s old at the tick (past step 0's midpoint, inside its interval): step 0 runs now.
     # A policy trained on frames taken at control ticks acts from a mid-period frame as from the next tick;
-    # dropping step 0 here cost the graph most of its success (docs/benchmarks.md, session 6).
+    # dropping step 0 here cost the graph most of its success (CHANGELOG.md, policy v3).
     ex = executor()
     ex.add_chunk(chunk(10.0), received_s=10.1)
     assert [ex.tick(10.15 + i * DT).action[0] for i in range(3)] == [0, 1, 2]
@@ -137,7 +138,7 @@ def test_refuses_non_finite_and_out_of_order_chunks():
 
 
 def test_higher_control_rates_split_each_step_evenly():
-    ex = executor(control_period_s=0.05)  # 20 Hz: four ticks per 0.2 s action step
+    ex = executor(control_rate=20.0)  # 20 Hz: four ticks per 0.2 s action step
     ex.add_chunk(chunk(10.0, base=4), received_s=10.0)
     actions = [ex.tick(10.0 + i * 0.05).action for i in range(12)]
     assert [a[0] for a in actions[:4]] == [1.0] * 4  # step 0 (dx=4) applied as 4 quarters
@@ -179,7 +180,7 @@ def test_chunk_message_round_trip_and_errors():
 
 @pytest.fixture(scope="module")
 def integrator():
-    return EndEffectorIntegrator()
+    return EndEffectorIntegrator(ArmKinematics())
 
 
 @settings(max_examples=60, deadline=None)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ros_harness import REPO, run_cli
 
-from vla_ros.core.graph import GraphError, available_graphs, load_graph, parse_overrides, resolve_graph
+from vla_ros.graphs.spec import GraphError, available_graphs, load_graph, parse_overrides, resolve_graph
 
 GRAPHS = available_graphs(REPO / "config")
 
@@ -30,7 +30,7 @@ def test_every_shipped_graph_has_a_launch_file_and_resolves():
 
 def test_widowx_policy_infers_on_every_simulated_camera_frame_by_default():
     # The chunk adopted at a window's end should come from the newest frame: at half the camera rate it came
-    # from a frame ~1 control step older and stacking through ROS fell 20-35 points (docs/benchmarks.md).
+    # from a frame ~1 control step older and stacking through ROS fell 20-35 points (CHANGELOG.md).
     nodes = {node.name: node for node in resolve_graph(load_graph("widowx", REPO / "config"))}
     assert nodes["vla_policy"].parameters["inference_rate"] >= nodes["widowx_sim"].parameters["camera_rate"]
     slower = {node.name: node for node in resolve_graph(load_graph("widowx", REPO / "config"),

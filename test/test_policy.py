@@ -372,11 +372,13 @@ def test_onnx_export_of_other_weights_is_refused(workspace, tmp_path):
 
 
 def test_closed_loop_evaluation_with_switching_and_with_temporal_ensembling(runners, tmp_path):
+    from vla_ros.core.executor import ExecutorSettings
     from vla_ros.policy.evaluation import evaluate
 
     torch_runner, _ = runners
     switching = evaluate(torch_runner, "train", 2, max_steps=12, progress=False)
-    blended = evaluate(torch_runner, "train", 2, max_steps=12, progress=False, blend=True, out_dir=tmp_path)
+    blended = evaluate(torch_runner, "train", 2, max_steps=12, progress=False, executor=ExecutorSettings(blend=True),
+                       out_dir=tmp_path)
     for summary in (switching, blended):
         assert summary["episodes"] == 2 and 0.0 <= summary["success_rate"] <= 1.0
     # Switching replans every 3 steps; ensembling asks for a chunk at every step.
@@ -388,6 +390,10 @@ def test_closed_loop_evaluation_with_switching_and_with_temporal_ensembling(runn
     assert failed == sum(not e["success"] for e in details)
     assert "Why episodes failed" in (tmp_path / "results.md").read_text()
     assert switching["inferences"] < blended["inferences"]
+    # Per-family Wilson intervals: never a zero-width interval, even at 0 or n successes.
+    for row in blended["per_family"].values():
+        low, high = row["wilson95"]
+        assert 0.0 <= low <= row["success_rate"] <= high <= 1.0 and high - low > 0.2
 
 
 def test_the_mean_over_families_carries_a_95_percent_interval_that_narrows_with_more_episodes():
@@ -408,3 +414,13 @@ def test_the_mean_over_families_carries_a_95_percent_interval_that_narrows_with_
     assert small["mean_over_families_ci95"] == pytest.approx(1.96 * (0.24 / 25) ** 0.5 / 2)
     assert large["mean_over_families_ci95"] == pytest.approx(small["mean_over_families_ci95"] / 2)
     assert "**70.0%** ± 9.6%" in markdown_table([small])
+
+
+def test_per_family_wilson_intervals_are_not_zero_width_at_the_extremes():
+    from vla_ros.policy.evaluation import wilson_interval
+
+    low, high = wilson_interval(25, 25)
+    assert low == pytest.approx(0.8668, abs=1e-4) and high == 1.0  # 25/25 is not "± 0"
+    assert wilson_interval(0, 25)[0] == 0.0 and wilson_interval(0, 25)[1] == pytest.approx(1 - 0.8668, abs=1e-4)
+    low, high = wilson_interval(70, 100)
+    assert (low, high) == (pytest.approx(0.6041, abs=1e-3), pytest.approx(0.7817, abs=1e-3))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vla_ros.policy import scheduling
+from vla_ros.core import scheduling
 from vla_ros.policy.training_data import IGNORE, sequences, training_paraphrases
 from vla_ros.policy.vocabulary import Vocabulary
 
@@ -40,10 +40,10 @@ def test_max_image_age_zero_accepts_any_age():
 
 
 @given(st.floats(min_value=0.0, max_value=1e4, allow_nan=False))
-def test_replay_step_is_the_first_5hz_step_at_or_after_the_frame(elapsed):
-    step = scheduling.replay_step(elapsed)
+def test_episode_step_is_the_first_5hz_step_at_or_after_the_frame(elapsed):
+    step = scheduling.episode_step(elapsed)
     assert -1e-6 <= step / 5.0 - elapsed < 0.2 + 1e-6
-    assert scheduling.replay_step(-0.3) == 0  # a frame taken before the task started
+    assert scheduling.episode_step(-0.3) == 0  # a frame taken before the task started
 
 
 def test_latency_window_reports_percentiles_in_ms():
@@ -87,7 +87,7 @@ def test_extra_training_phrasings_are_in_the_recipe_and_add_no_held_out_phrasing
     from vla_ros.policy.recipe import TrainRecipe
     from vla_ros.sim.tasks import all_instructions
 
-    assert TrainRecipe().extra_phrasings  # the shipped recipe (session 11) trains with them
+    assert TrainRecipe().extra_phrasings  # the shipped recipe (policy v5) trains with them
     base = training_paraphrases("stack the blue block on the green block")
     extra = training_paraphrases("stack the blue block on the green block", extra=True)
     assert set(base) < set(extra) <= all_instructions("train", extra=True)

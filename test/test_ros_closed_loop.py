@@ -5,9 +5,9 @@ Seeds are the first five pick layouts of the evaluation's unseen split (1 000 00
 fixed here rather than chosen by outcome. Each episode gets 20 s (80 control steps at 5 Hz = 16 s).
 
 Blocking: the graph comes up, every instruction becomes the task, the policy's commands reach the arm
-through the safety monitor in every episode, and the graph shuts down cleanly. The success target (at
-least 4 of 5) is reported as an expected failure while the shipped policy is below it (docs/benchmarks.md,
-"Closed loop"); it turns into a pass by itself once a policy reaches it.
+through the safety monitor in every episode, and the graph shuts down cleanly; and the named block is
+picked up in at least 4 of the 5 episodes (docs/benchmarks.md, "Closed loop"). The pick count is a measured
+outcome, so it gets no retry: a rerun of it would only hide a miss.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 from ros_harness import LaunchedGraph, RosProbe
 from trajectory_msgs.msg import JointTrajectory
 
-from vla_ros.commands.demo import DemoRun
 from vla_ros.core import topics
+from vla_ros.graphs.sim_session import SimGraphSession
 from vla_ros.nodes.qos import COMMANDS
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -37,7 +37,7 @@ def episodes(tmp_path_factory):
     controller = probe.collect(JointTrajectory, topics.ARM_CONTROLLER, COMMANDS)
     outcomes = []
     try:
-        run = DemoRun(probe, tmp_path_factory.mktemp("closed_loop"))
+        run = SimGraphSession(probe, tmp_path_factory.mktemp("closed_loop"))
         probe.spin_until(lambda: graph.process.poll() is None and run.ready(), 120, "every node of the graph")
         for seed in SEEDS:
             before = len(controller)
@@ -60,9 +60,8 @@ def test_the_full_graph_runs_every_instruction_through_the_gate_to_the_arm(episo
     assert all(o["arm_commands"] >= 5 for o in outcomes), summary
 
 
+@pytest.mark.flaky(reruns=0)
 def test_the_full_graph_picks_up_the_named_block_on_unseen_layouts(episodes):
     outcomes, _, summary, _ = episodes
     successes = sum(o["success"] for o in outcomes)
-    if successes < TARGET:
-        pytest.xfail(f"{successes}/{len(SEEDS)} picks, the target is {TARGET}/{len(SEEDS)} "
-                     f"(the shipped policy's unseen-layout success is below target): {summary}")
+    assert successes >= TARGET, f"{successes}/{len(SEEDS)} picks, the target is {TARGET}/{len(SEEDS)}: {summary}"

@@ -15,8 +15,9 @@ from trajectory_msgs.msg import JointTrajectory
 from vla_ros.core import topics
 from vla_ros.core.action_tokens import task_hash
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR
-from vla_ros.nodes.trajectory_messages import action_chunk_message
-from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
+from vla_ros.nodes.messages import RCLPY
+from vla_ros.robot.wx250s import ARM_JOINTS
+from vla_ros.robot.kinematics import ArmKinematics
 
 pytestmark = pytest.mark.ros
 
@@ -66,7 +67,7 @@ def rig(tmp_path_factory):
 
 
 def chunk_msg(probe, task: str, action: np.ndarray, steps: int = 8) -> JointTrajectory:
-    return action_chunk_message(np.tile(action, (steps, 1)), probe.node.get_clock().now().nanoseconds, 0.2,
+    return RCLPY.action_chunk(np.tile(action, (steps, 1)), probe.node.get_clock().now().nanoseconds, 0.2,
                                 task_hash(task), "00000000000000aa")
 
 
@@ -80,7 +81,7 @@ def say(probe, text: str) -> float:
 def measured_ee(probe) -> np.ndarray:
     msg = probe.joints[-1]
     index = {n: i for i, n in enumerate(msg.name)}
-    return KINEMATICS.fk(np.array([msg.position[index[n]] for n in JOINT_NAMES]))[0]
+    return KINEMATICS.fk(np.array([msg.position[index[n]] for n in ARM_JOINTS]))[0]
 
 
 KINEMATICS = ArmKinematics()

@@ -164,9 +164,9 @@ def test_a_missing_model_is_one_clear_start_up_error(tmp_path):
     assert "Traceback" not in node.output
 
 
-def test_replay_backend_publishes_the_recorded_episode_through_the_tokenizer(tiny_policy, tmp_path):
+def test_episode_backend_publishes_the_recorded_episode_through_the_tokenizer(tiny_policy, tmp_path):
     from vla_ros.data.generate import generate_dataset
-    from vla_ros.policy.replay import ReplayRunner
+    from vla_ros.policy.episode_source import EpisodeTokenSource
 
     import torch
 
@@ -177,17 +177,17 @@ def test_replay_backend_publishes_the_recorded_episode_through_the_tokenizer(tin
     tokenizer = new_tokenizer("vqvae", tiny_policy[1].normalizer, codebook_size=32, hidden_dim=32)
     generate_dataset(tmp_path / "data", 1, seed=3, workers=1, show_progress=False)
     tokenizer.save_pretrained(tmp_path / "tokenizer")
-    expected = ReplayRunner(tmp_path / "data", 0, tmp_path / "tokenizer")
-    node = NodeProcess("backend:=replay", f"replay_data:={tmp_path / 'data'}", "replay_episode:=0",
+    expected = EpisodeTokenSource(tmp_path / "data", 0, tmp_path / "tokenizer")
+    node = NodeProcess("backend:=episode", f"episode_data:={tmp_path / 'data'}", "episode_index:=0",
                        f"tokenizer_path:={tmp_path / 'tokenizer'}", "max_image_age:=2.0")
-    probe = RosProbe("replay_probe")
+    probe = RosProbe("episode_probe")
     try:
         tokens = probe.collect(Int32MultiArray, topics.ACTION_TOKENS, COMMANDS)
         task_pub = probe.node.create_publisher(String, topics.TASK, LATCHED)
         image_pub = probe.node.create_publisher(Image, topics.MODEL_IMAGE, SENSOR_LATEST)
         probe.spin_until(lambda: image_pub.get_subscription_count() > 0 and task_pub.get_subscription_count() > 0
                          and probe.node.count_publishers(topics.ACTION_TOKENS) > 0, 60,
-                         f"the replay node to start; its output:\n{node.output}")
+                         f"the episode node to start; its output:\n{node.output}")
         task_pub.publish(String(data=expected.instruction))
         mine = [tokenizer.identity]
 

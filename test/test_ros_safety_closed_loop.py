@@ -19,8 +19,9 @@ from vla_ros.core import topics
 from vla_ros.core.action_tokens import task_hash
 from vla_ros.core.safety.limits import BRIDGE_WORKSPACE_MAX, BRIDGE_WORKSPACE_MIN
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED
-from vla_ros.nodes.trajectory_messages import action_chunk_message
-from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
+from vla_ros.nodes.messages import RCLPY
+from vla_ros.robot.wx250s import ARM_JOINTS
+from vla_ros.robot.kinematics import ArmKinematics
 
 pytestmark = pytest.mark.ros
 
@@ -79,7 +80,7 @@ def loop(tmp_path):
 
 def chunk(probe, action, obs_age=0.0) -> JointTrajectory:
     stamp = probe.node.get_clock().now().nanoseconds - int(obs_age * 1e9)
-    return action_chunk_message(np.tile(action, (8, 1)), stamp, 0.2, task_hash(TASK), "00000000000000aa")
+    return RCLPY.action_chunk(np.tile(action, (8, 1)), stamp, 0.2, task_hash(TASK), "00000000000000aa")
 
 
 def stream(probe, action, seconds, obs_age=0.0):
@@ -166,7 +167,7 @@ nodes:
   - name: vla_policy
     executable: vla_policy
     required: false
-    parameters: {{backend: replay, replay_data: {tmp_path / 'data'}, tokenizer_path: models/tokenizers/vqvae}}
+    parameters: {{backend: episode, episode_data: {tmp_path / 'data'}, tokenizer_path: models/tokenizers/vqvae}}
   - {{name: action_decoder, executable: action_decoder, required: true,
      parameters: {{tokenizer_path: models/tokenizers/vqvae}}}}
   - {{name: chunk_executor, executable: chunk_executor, required: true}}

@@ -19,8 +19,9 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS
-from vla_ros.nodes.trajectory_messages import joint_command
-from vla_ros.sim.kinematics import JOINT_NAMES, ArmKinematics
+from vla_ros.nodes.messages import RCLPY
+from vla_ros.robot.wx250s import ARM_JOINTS
+from vla_ros.robot.kinematics import ArmKinematics
 
 pytestmark = pytest.mark.ros
 
@@ -59,7 +60,7 @@ class Robot:
     def tick(self) -> None:
         self.clock_pub.publish(Clock(clock=self.stamp(self.now())))
         if self.publishing:
-            msg = JointState(name=list(JOINT_NAMES), position=self.positions.tolist(), velocity=[0.0] * 6,
+            msg = JointState(name=list(ARM_JOINTS), position=self.positions.tolist(), velocity=[0.0] * 6,
                              effort=[0.0] * 6)
             msg.header.stamp = self.stamp(self.now())
             self.joint_pub.publish(msg)
@@ -93,7 +94,7 @@ def rig(tmp_path_factory):
 
 
 def command(probe, positions, obs_age=0.05, reach=0.2) -> JointTrajectory:
-    return joint_command(JOINT_NAMES, positions, reach, int((probe.robot.now() - obs_age) * 1e9))
+    return RCLPY.joint_command(ARM_JOINTS, positions, reach, int((probe.robot.now() - obs_age) * 1e9))
 
 
 def send(probe, positions, **kwargs) -> None:

@@ -11,7 +11,7 @@ from vla_ros.core.safety.gate import DROP, FORWARD, HOLD, JointSnapshot, SafetyG
 from vla_ros.core.safety.limits import SafetyLimits
 from vla_ros.core.safety.rules import ArmCommand
 from vla_ros.core.safety.verdict import ALLOW, HALT, SCALE, allow, halt, most_severe, scale
-from vla_ros.sim.kinematics import ArmKinematics
+from vla_ros.robot.kinematics import ArmKinematics
 
 KIN = ArmKinematics()
 LIMITS = SafetyLimits(joint_lower=KIN.joint_limits[:, 0], joint_upper=KIN.joint_limits[:, 1])

@@ -1,10 +1,11 @@
-"""The scripted expert solves a small batch of every family through the 7-D delta interface."""
+"""The scripted expert solves a small batch of every family through the graph's control loop and safety gate."""
 
 import numpy as np
 import pytest
 
 from vla_ros.sim.expert import PHASES
-from vla_ros.sim.rollout import ActionNoise, ExpertPolicy, run_episode
+from vla_ros.sim.noise import ActionNoise
+from vla_ros.sim.rollout import expert_rollout
 from vla_ros.sim.tasks import FAMILIES
 from vla_ros.sim.workcell import Workcell
 
@@ -25,10 +26,9 @@ def workcell():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_expert_batch_succeeds(workcell, family):
-    policy = ExpertPolicy(workcell)
     lengths = []
     for seed in range(1000, 1006):
-        record = run_episode(workcell, policy, seed, family=family)
+        record = expert_rollout(workcell, seed, family=family)
         assert record.success, (seed, record.task)
         assert record.task.family == family
         lengths.append(len(record.actions))
@@ -56,11 +56,10 @@ def test_action_noise_bursts_are_bounded_and_seeded():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_expert_recovers_from_perturbed_execution(workcell, family):
     """DART data: the executed actions are perturbed, the recorded ones are the expert's own."""
-    policy = ExpertPolicy(workcell)
     clean_steps, noisy_steps = 0, 0
     for seed in range(2000, 2004):
-        clean_steps += len(run_episode(workcell, policy, seed, family=family).actions)
-        record = run_episode(workcell, policy, seed, family=family, perturb=ActionNoise(0.015, seed=seed))
+        clean_steps += len(expert_rollout(workcell, seed, family=family).actions)
+        record = expert_rollout(workcell, seed, family=family, perturb=ActionNoise(0.015, seed=seed))
         assert record.success, (seed, record.task)
         noisy_steps += len(record.actions)
         actions = np.stack(record.actions)

@@ -4,8 +4,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from vla_ros.sim.kinematics import (JOINT_NAMES, ArmKinematics, Pose, delta_rotation, rot_y, rot_z,
-                                    rotation_error, rotation_to_rpy)
+from vla_ros.robot.wx250s import ARM_JOINTS
+from vla_ros.robot.kinematics import ArmKinematics, Pose, delta_rotation, rot_y, rot_z, rotation_error, rotation_to_rpy
 from vla_ros.sim.workcell import Workcell
 
 
@@ -26,7 +26,7 @@ def test_screw_axes_match_interbotix_mr_description(kin):
     slist = np.array([[0, 0, 1, 0, 0, 0], [0, 1, 0, -0.11065, 0, 0], [0, 1, 0, -0.36065, 0, 0.04975],
                       [1, 0, 0, 0, 0.36065, 0], [0, 1, 0, -0.36065, 0, 0.29975], [1, 0, 0, 0, 0.36065, 0]])
     kin.fk(np.zeros(6))
-    for i, name in enumerate(JOINT_NAMES):
+    for i, name in enumerate(ARM_JOINTS):
         j = kin.model.joint(name).id
         w, p = kin.data.xaxis[j], kin.data.xanchor[j]
         np.testing.assert_allclose(np.concatenate([w, -np.cross(w, p)]), slist[i], atol=1e-9)

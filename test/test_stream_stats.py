@@ -10,7 +10,7 @@ from vla_ros.core.stream_stats import StreamStats
 
 
 def test_reading_the_summary_while_another_thread_records_never_raises():
-    # camera_ingest died mid-run with "deque mutated during iteration" before the lock (session 6).
+    # camera_ingest died mid-run with "deque mutated during iteration" before the lock.
     stats = StreamStats(window_s=60.0, max_samples=2000)
     stop = threading.Event()
 

@@ -7,17 +7,21 @@ import importlib
 import os
 import sys
 
-# Each module registers its own subcommands with `register(subparsers)`; the leaf parsers set
-# `func(args) -> int`. Heavy imports (torch, mujoco, rclpy) stay inside the handlers so that
-# `vla-ros --help` is instant.
+# Argument parsing lives in vla_ros/commands/ only, one module per command (or family of commands): each
+# registers its subcommands with `register(subparsers)`, and the leaf parsers set `func(args) -> int`.
+# Heavy imports (torch, mujoco, rclpy) stay inside the handlers so that `vla-ros --help` is instant.
 COMMAND_MODULES = (
-    "vla_ros.commands.ros",
-    "vla_ros.commands.doctor",
-    "vla_ros.commands.demo",
-    "vla_ros.sim.commands",
-    "vla_ros.tokenizers.commands",
-    "vla_ros.bags.commands",
-    "vla_ros.policy.commands",
+    "vla_ros.commands.say",  # say
+    "vla_ros.commands.launch",  # launch
+    "vla_ros.commands.doctor",  # doctor
+    "vla_ros.commands.demo",  # demo
+    "vla_ros.commands.data",  # data generate|info
+    "vla_ros.commands.sim",  # sim run
+    "vla_ros.commands.tokenizer",  # tokenizer train|compare|export-onnx
+    "vla_ros.commands.bag",  # bag record|play|info
+    "vla_ros.commands.replay",  # replay
+    "vla_ros.commands.sanity",  # sanity replay-actions|policy-actions
+    "vla_ros.commands.policy",  # train, eval, export-policy
 )
 
 
@@ -28,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if not (name == exc.name or name.startswith(f"{exc.name}.")):
-                raise  # a dependency of the module is missing: that is a real error
-            continue  # that part of the stack is not installed in this build
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

@@ -110,7 +110,7 @@ class EpisodeMessages:
 
 
 def write_episode_bag(path: str | Path, record, joint_names: tuple[str, ...], storage: str = "mcap") -> Path:
-    """Write one `vla_ros.sim.rollout.EpisodeRecord` (rendered images required) as a bag at `path`."""
+    """Write one `vla_ros.sim.rollout.Rollout` (rendered images required) as a bag at `path`."""
     observations = record.observations
     if not observations or observations[0].image is None:
         raise ValueError("episode bags need rendered camera images; run the workcell with render=True")

@@ -1,13 +1,14 @@
-"""`vla-ros replay`: the perception → policy → decoder → executor → safety chain on a bag, offline and deterministic.
+"""`vla-ros replay`: the pipeline's stages on a bag, offline and deterministic, with the graph's settings.
 
-One thread, virtual time: the bag's receive times are the clock (both the ROS clock and the monotonic
-clock the nodes use for ages). Each stage calls the same core functions as its node:
+One thread, virtual time: the bag's receive times are the clock (both the ROS clock and the monotonic clock
+the nodes use for ages). The stages are the nodes' own objects (`vla_ros.core.stages`), built from the same
+graph file (`vla_ros.graphs.pipeline`), with rosbags' message classes instead of rclpy's:
 
-    camera frame      frame_age_problem, image_to_rgb8 / compressed_to_rgb8, center_crop_resize  (camera_ingest)
-    /vla/image        scheduling.decide at most inference_rate Hz, PolicyRunner.infer greedy, pack_action_tokens
-    /vla/action_tokens  check_token_message, tokenizer.decode, chunk layout                    (action_decoder)
-    /vla/action_chunk   parse_chunk, ControlLoop (sliding window + EE integration)             (chunk_executor)
-    /vla/arm_command …  single_point, SafetyGate from the safety_monitor's parameters          (safety_monitor)
+    camera frame        IngestStage.on_image                                           (camera_ingest)
+    /vla/image          PolicyStage.next_job / run / publishable, at most inference_rate Hz (vla_policy)
+    /vla/action_tokens  DecoderStage.on_tokens                                         (action_decoder)
+    /vla/action_chunk   ControlLoop.on_chunk / tick / command_messages                 (chunk_executor)
+    /vla/arm_command …  GateStage.on_arm / on_gripper / watchdog                       (safety_monitor)
 
 Compute takes no virtual time: a stage's output carries the time of the input that caused it. Control
 ticks fall every 1/control_rate s from the first camera frame; at equal times, bag messages come first,
@@ -20,16 +21,18 @@ import json
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from vla_ros.bags.errors import BagError
-from vla_ros.bags.replay_messages import NS, OUTPUT_TYPES, OutputMessages
-from vla_ros.bags.replay_settings import ReplaySettings, load_replay_settings
+from vla_ros.bags.replay_messages import OUTPUT_TYPES, deserialize, rosbags_kit, serialize
 from vla_ros.core import topics
+from vla_ros.core.messages import NS, MessageKit
+from vla_ros.core.settings import as_dict
+from vla_ros.graphs.pipeline import PipelineError, PipelineSettings, pipeline_settings
 
 OUTPUT_BAG = "replay"
 SUMMARY = "summary.json"
@@ -46,12 +49,13 @@ class ReplayOptions:
     policy: Path | None = None  # default: the graph's vla_policy model_path
     tokenizer: Path | None = None  # the decoder's tokenizer; default: the graph's action_decoder tokenizer_path
     task: str | None = None  # instead of the bag's /vla/task or /vla/instruction
+    seed: int = 0  # the policy's sampling seed (temperature > 0)
 
 
 class _Inputs:
     """Which bag topics feed the chain, checked before anything is loaded."""
 
-    def __init__(self, reader, settings: ReplaySettings, task_override: str | None):
+    def __init__(self, reader, settings: PipelineSettings, task_override: str | None):
         bag_topics = reader.info.topics
         raw, compressed = settings.camera_topic, settings.camera_topic + "/compressed"
         self.camera = next((t for t in (raw, compressed) if t in bag_topics), None)
@@ -96,45 +100,34 @@ class _Latency:
 
 
 class ReplayPipeline:
-    """The five nodes' logic on one virtual clock; `emit(topic, time_ns, message)` receives every output."""
+    """The five stages on one virtual clock; `emit(topic, time_ns, message)` receives every output."""
 
-    def __init__(self, settings: ReplaySettings, runner, tokenizer, emit: Callable[[str, int, object], None],
-                 messages: OutputMessages):
-        from vla_ros.core.control_loop import ControlLoop, ControlSettings
-        from vla_ros.core.executor import ExecutorConfig
-        from vla_ros.core.safety.configuration import gate_from_parameters
-        from vla_ros.sim.kinematics import ArmKinematics
+    def __init__(self, settings: PipelineSettings, source, tokenizer, emit: Callable[[str, int, object], None],
+                 messages: MessageKit, seed: int = 0):
+        from vla_ros.core.stages.control import ControlLoop
+        from vla_ros.core.stages.decoder import DecoderStage
+        from vla_ros.core.stages.gate import GateStage
+        from vla_ros.core.stages.ingest import IngestStage
+        from vla_ros.core.stages.policy import PolicyStage
+        from vla_ros.robot.kinematics import ArmKinematics
 
-        self.settings, self.runner, self.tokenizer, self.emit, self.m = settings, runner, tokenizer, emit, messages
-        ingest, policy, executor = settings["camera_ingest"], settings["vla_policy"], settings["chunk_executor"]
-        self.image_size = int(ingest["image_size"])
-        self.max_age = float(ingest["max_age"])
-        self.inference_rate = float(policy["inference_rate"])
-        self.max_image_age = float(policy["max_image_age"])
-        self.step_dt = float(settings["action_decoder"]["step_dt"])
-        self.period_ns = int(round(NS / float(executor["control_rate"])))
-        self.period = self.period_ns / NS
-        self.loop = ControlLoop(ControlSettings(
-            ExecutorConfig(execute_steps=int(executor["execute_steps"]), control_period_s=self.period,
-                           blend=bool(executor["blend"]), blend_decay=float(executor["blend_decay"])),
-            joint_state_timeout_s=float(executor["joint_state_timeout"]),
-            reanchor_after_s=float(executor["reanchor_after"])))
-        self.gate = gate_from_parameters(settings["safety_monitor"], ArmKinematics())
+        self.settings, self.emit, self.m = settings, emit, messages
+        kinematics = ArmKinematics()
+        self.ingest = IngestStage(settings.ingest, messages)
+        self.policy = PolicyStage(settings.policy, source, messages, rng=np.random.default_rng(seed))
+        self.decoder = DecoderStage(settings.decoder, tokenizer, tokenizer.decode, messages)
+        self.loop = ControlLoop(settings.executor, kinematics)
+        self.gate = GateStage(settings.safety, kinematics, messages)
         if self.gate.problems:
             raise BagError(f"graph {settings.graph}: safety_monitor is misconfigured: {'; '.join(self.gate.problems)}")
-        self.gate.active = True  # autostart, as the live monitor configures and activates itself
+        self.gate.gate.active = True  # autostart, as the live monitor configures and activates itself
+        self.period_ns = int(round(NS * settings.executor.control_period_s))
         self.task = ""
-        self.policy_joints: np.ndarray | None = None
-        self.image = None
-        self.image_sequence = self.used_sequence = 0
         self.last_inference_ns: int | None = None
         self.policy_wake_ns: int | None = None
         self.next_tick_ns: int | None = None
         self.latency = _Latency()
         self.counts: Counter = Counter()
-        self.rejected_tokens: Counter = Counter()
-        self.rejected_chunks: Counter = Counter()
-        self.vetoes: Counter = Counter()
         self.tokens_per_chunk: list[int] = []
         self.arm_forwarded: list[np.ndarray] = []
         self.gripper_forwarded: list[float] = []
@@ -160,9 +153,7 @@ class ReplayPipeline:
 
     def _watchdog(self, now_ns: int) -> None:
         s = now_ns / NS
-        decision = self.gate.check_leases(s, s, watching=bool(self.task))
-        if decision is not None:
-            self._act(decision, now_ns)
+        self._publish(self.gate.watchdog(s, s, watching=bool(self.task)), now_ns)
 
     # ------------------------------------------------------------------------------------ inputs
     def on_task(self, text: str, now_ns: int) -> None:
@@ -171,122 +162,74 @@ class ReplayPipeline:
         if text == self.task:
             return
         self.task = text
+        self.policy.on_task(text, now_ns / NS)
+        self.decoder.on_task(text)
         self.loop.set_task(text)
-        self.gate.touch("vla_policy", now_ns / NS)
+        self.gate.on_task(now_ns / NS)
 
     def on_joint_state(self, msg, now_ns: int) -> None:
-        from vla_ros.core.safety.configuration import joint_snapshot
-        from vla_ros.sim.kinematics import JOINT_NAMES
-
         self._watchdog(now_ns)
         s = now_ns / NS
-        self.loop.update_joints(msg.name, msg.position, s, JOINT_NAMES)
-        snapshot = joint_snapshot(msg, s)
-        if snapshot is not None:
-            self.gate.update_joints(snapshot)
-        index = {name: i for i, name in enumerate(msg.name)}
-        arm = JOINT_NAMES
-        if all(name in index for name in arm) and len(msg.position) == len(msg.name):
-            self.policy_joints = np.array([msg.position[index[name]] for name in arm], np.float32)
+        self.loop.update_joints(msg.name, msg.position, s)
+        self.gate.on_joint_state(msg, s)
+        self.policy.on_joint_state(msg)
 
     def on_camera(self, msg, compressed: bool, now_ns: int) -> None:
-        from vla_ros.core.image_msgs import ImageRejected, compressed_to_rgb8, image_to_rgb8
-        from vla_ros.core.preprocess import center_crop_resize, frame_age_problem
-
         self._watchdog(now_ns)
         if self.next_tick_ns is None:
             self.next_tick_ns = now_ns  # control ticks are phased to the first frame
         started = time.perf_counter()
-        problem = frame_age_problem((now_ns - _stamp_ns(msg.header.stamp)) / NS, self.max_age)
-        if problem:
-            self.counts["frames_dropped_stale"] += 1
+        result = self.ingest.on_image(msg, compressed, now_ns)
+        if result.image is None:
+            self.counts[f"frames_dropped_{result.drop}"] += 1
+            if result.drop == "malformed" and self.counts["frames_dropped_malformed"] == 1:
+                self.warnings.append(f"at bag time {now_ns / NS:.3f} s: {result.reason}")
             return
-        try:
-            rgb = compressed_to_rgb8(msg) if compressed else image_to_rgb8(msg)
-        except ImageRejected as exc:
-            self.counts["frames_dropped_malformed"] += 1
-            if self.counts["frames_dropped_malformed"] == 1:
-                self.warnings.append(f"dropped malformed frame at bag time {now_ns / NS:.3f} s: {exc}")
-            return
-        image = self.m.model_image(msg.header, center_crop_resize(rgb, self.image_size))
         self.latency.add("ingest", started)
-        self.emit(topics.MODEL_IMAGE, now_ns, image)
-        self.image, self.image_sequence = image, self.image_sequence + 1
+        self.emit(topics.MODEL_IMAGE, now_ns, result.image)
+        self.policy.on_image(result.image)
         self._policy(now_ns)
 
     # ------------------------------------------------------------------------------------ stages
     def _policy(self, now_ns: int) -> None:
-        from vla_ros.core.action_tokens import pack_action_tokens
-        from vla_ros.core.image_msgs import image_to_rgb8
-        from vla_ros.core.preprocess import center_crop_resize
-        from vla_ros.policy import scheduling
+        from vla_ros.core import scheduling
+        from vla_ros.core.stages.policy import Job
 
-        if self.image is None:
-            return
-        age = (now_ns - _stamp_ns(self.image.header.stamp)) / NS
         since = np.inf if self.last_inference_ns is None else (now_ns - self.last_inference_ns) / NS
-        decision = scheduling.decide(self.task, self.image_sequence, self.used_sequence, age, self.max_image_age,
-                                     since, self.inference_rate)
-        if decision.action in (scheduling.STALE, scheduling.NO_TASK):
-            self.counts[f"policy_skipped_{decision.action}"] += 1
-            self.used_sequence = self.image_sequence
-        if decision.action == scheduling.RATE_LIMITED:
-            self.policy_wake_ns = now_ns + int(round(decision.wait_s * NS))
-        if decision.action != scheduling.INFER:
+        job = self.policy.next_job(now_ns / NS, since)
+        if not isinstance(job, Job):
+            if job.action in (scheduling.STALE, scheduling.NO_TASK):
+                self.counts[f"policy_skipped_{job.action}"] += 1
+            if job.action == scheduling.RATE_LIMITED:
+                self.policy_wake_ns = now_ns + int(round(job.wait_s * NS))
             return
-        self.used_sequence = self.image_sequence
         self.last_inference_ns = now_ns
         started = time.perf_counter()
-        rgb = image_to_rgb8(self.image)
-        size = self.runner.config.image_size
-        if rgb.shape[:2] != (size, size):
-            rgb = center_crop_resize(rgb, size)
-        joints = None if self.policy_joints is None else self.policy_joints[None]
-        tokens = self.runner.infer(np.array(rgb[None]), [self.task], joints, temperature=0.0).tokens[0]
-        stamp = _stamp_ns(self.image.header.stamp)
-        fields = pack_action_tokens(np.asarray(tokens, np.int64), stamp, self.task, self.runner.identity)
-        message = self.m.action_tokens(fields)
+        generated = self.policy.run(job)
         self.latency.add("policy", started)
-        self.emit(topics.ACTION_TOKENS, now_ns, message)
-        self.gate.touch("vla_policy", now_ns / NS)
-        self._decode(message, now_ns)
+        if not self.policy.publishable(job):
+            return
+        self.emit(topics.ACTION_TOKENS, now_ns, generated.tokens)
+        if generated.plan:
+            self.emit(topics.PLAN, now_ns, self.m.string(generated.plan))
+        self.gate.on_tokens(now_ns / NS)
+        self._decode(generated.tokens, now_ns)
 
     def _decode(self, message, now_ns: int) -> None:
-        from vla_ros.core.token_checks import check_token_message
-
         started = time.perf_counter()
-        verdict = check_token_message(
-            [(d.label, d.size, d.stride) for d in message.layout.dim], message.layout.data_offset, message.data,
-            vocab_size=self.tokenizer.vocab_size, tokens_per_chunk=self.tokenizer.tokens_per_chunk,
-            identity=self.tokenizer.identity, task=self.task, token_ranges=self.tokenizer.token_ranges())
-        if verdict.tokens is None:
-            self.rejected_tokens[verdict.reason_key] += 1
-            if sum(self.rejected_tokens.values()) == 1:
-                self.warnings.append(f"action_decoder rejected tokens at bag time {now_ns / NS:.3f} s: {verdict.reason}")
+        decoded = self.decoder.on_tokens(message)
+        if decoded.chunk is None:
+            if sum(self.decoder.rejected.values()) == 1:
+                self.warnings.append(f"action_decoder rejected tokens at bag time {now_ns / NS:.3f} s: "
+                                     f"{decoded.verdict.reason}")
             return
-        actions = self.tokenizer.decode(verdict.tokens.tokens[None, :])[0]
-        chunk = self.m.action_chunk(actions, verdict.tokens.stamp_ns, self.step_dt, verdict.tokens.task_hash,
-                                    verdict.tokens.identity)
         self.latency.add("decoder", started)
-        self.tokens_per_chunk.append(int(verdict.tokens.tokens.size))
-        self.emit(topics.ACTION_CHUNK, now_ns, chunk)
-        self._receive_chunk(chunk, now_ns)
-
-    def _receive_chunk(self, msg, now_ns: int) -> None:
-        from vla_ros.core.action_chunks import ChunkError, parse_chunk
-
-        try:
-            chunk = parse_chunk(msg.joint_names,
-                                [(p.positions, p.time_from_start.sec * NS + p.time_from_start.nanosec) for p in msg.points],
-                                _stamp_ns(msg.header.stamp), msg.header.frame_id)
-            reason = self.loop.executor.add_chunk(chunk, received_s=now_ns / NS)
-        except ChunkError as exc:
-            reason = str(exc)
+        self.tokens_per_chunk.append(int(decoded.verdict.tokens.tokens.size))
+        self.emit(topics.ACTION_CHUNK, now_ns, decoded.chunk)
+        reason = self.loop.on_chunk(decoded.chunk, received_s=now_ns / NS)
         self.counts["chunks_refused" if reason else "chunks_accepted"] += 1
 
     def _tick(self, now_ns: int) -> None:
-        from vla_ros.sim.kinematics import JOINT_NAMES
-
         started = time.perf_counter()
         s = now_ns / NS
         output = self.loop.tick(s, s)
@@ -294,112 +237,70 @@ class ReplayPipeline:
         if output.targets is None:
             self.counts["holds"] += output.new_hold
             return
-        arm = self.m.joint_command(JOINT_NAMES, output.targets.arm, self.period, output.stamp_ns)
-        gripper = self.m.joint_command(["gripper"], [output.targets.gripper], self.period, output.stamp_ns)
         self.counts["commands"] += 1
-        self.emit(topics.ARM_COMMAND, now_ns, arm)
-        self.emit(topics.GRIPPER_COMMAND, now_ns, gripper)
-        self._gate_arm(arm, now_ns)
-        self._gate_gripper(gripper, now_ns)
-
-    def _gate_arm(self, msg, now_ns: int) -> None:
-        from vla_ros.core.joint_commands import single_point
-        from vla_ros.core.safety.rules import ArmCommand
-        from vla_ros.sim.kinematics import JOINT_NAMES
-
+        commands = self.loop.command_messages(output, self.m)
+        for topic, message in commands:
+            self.emit(topic, now_ns, message)
+        (_, arm), (_, gripper) = commands
         started = time.perf_counter()
-        command = single_point(msg, list(JOINT_NAMES))
-        if isinstance(command, str):
-            self._veto(f"arm command refused: {command}", "malformed", now_ns)
-            return
-        positions, reach = command
-        s = now_ns / NS
-        decision = self.gate.evaluate_arm(ArmCommand(positions, reach, _stamp_ns(msg.header.stamp) / NS), s, s)
+        self._publish(self.gate.on_arm(arm, s, s), now_ns)
         self.latency.add("safety", started)
-        self._act(decision, now_ns)
+        self._publish(self.gate.on_gripper(gripper, s, s), now_ns)
 
-    def _gate_gripper(self, msg, now_ns: int) -> None:
-        from vla_ros.core.joint_commands import single_point
-        from vla_ros.core.safety.gate import FORWARD
-        from vla_ros.sim.workcell import finger_position
-
-        command = single_point(msg, ["gripper"])
-        if isinstance(command, str):
-            self._veto(f"gripper command refused: {command}", "malformed", now_ns)
-            return
-        positions, reach = command
-        s = now_ns / NS
-        decision = self.gate.evaluate_gripper(float(positions[0]), reach, _stamp_ns(msg.header.stamp) / NS, s, s)
-        if decision.kind == FORWARD:
-            # Controllers take the Interbotix finger joint in metres; the executor speaks 0 (closed) .. 1 (open).
-            finger = finger_position(float(decision.positions[0]))
-            self.gripper_forwarded.append(finger)
-            self.emit(topics.GRIPPER_CONTROLLER, now_ns, self.m.joint_command(["left_finger"], [finger],
-                                                                                 decision.reach_s))
-        elif decision.rule:
-            self._veto(decision.reason, decision.rule, now_ns)
-
-    def _act(self, decision, now_ns: int) -> None:
-        from vla_ros.core.safety.gate import FORWARD, HOLD
-        from vla_ros.sim.kinematics import JOINT_NAMES
-
-        if decision.kind in (FORWARD, HOLD):
-            self.emit(topics.ARM_CONTROLLER, now_ns,
-                      self.m.joint_command(list(JOINT_NAMES), decision.positions, decision.reach_s))
-            self.arm_forwarded.append(np.asarray(decision.positions, np.float64))
-        if decision.kind == HOLD:
-            self._veto(decision.reason, decision.rule, now_ns)
-
-    def _veto(self, reason: str, rule: str, now_ns: int) -> None:
-        self.vetoes[rule or "unspecified"] += 1
-        self.emit(topics.SAFETY_VETO, now_ns, self.m.string(reason))
-        self.loop.vetoed()  # the executor hears the veto and integrates from the held position
+    def _publish(self, outputs: list, now_ns: int) -> None:
+        """The gate's outputs go to the bag; the executor hears a veto (it integrates from the held position)."""
+        for topic, message in outputs:
+            self.emit(topic, now_ns, message)
+            if topic == topics.ARM_CONTROLLER:
+                self.arm_forwarded.append(np.asarray(message.points[0].positions, np.float64))
+            elif topic == topics.GRIPPER_CONTROLLER:
+                self.gripper_forwarded.append(float(message.points[0].positions[0]))
+            elif topic == topics.SAFETY_VETO:
+                self.loop.vetoed()
 
     # ------------------------------------------------------------------------------------ summary
     def summary(self) -> dict:
-        from vla_ros.sim.kinematics import JOINT_NAMES
+        from vla_ros.robot.wx250s import ARM_JOINTS
 
         arm = np.array(self.arm_forwarded) if self.arm_forwarded else np.zeros((0, 6))
         steps = np.abs(np.diff(arm, axis=0)) if len(arm) > 1 else np.zeros((0, 6))
+        counts = self.counts + Counter({f"policy_{k}": v for k, v in self.policy.counts.items()
+                                        if k == "discarded_task_changed"})
         return {
             "latency_ms": self.latency.summary(),
             "chunks": len(self.tokens_per_chunk),
             "tokens_per_chunk": sorted(set(self.tokens_per_chunk)),
-            "rejected_tokens": dict(self.rejected_tokens),
-            "vetoes_by_rule": dict(sorted(self.vetoes.items())),
-            "counts": dict(sorted(self.counts.items())),
+            "rejected_tokens": dict(self.decoder.rejected),
+            "vetoes_by_rule": dict(sorted(self.gate.vetoes.items())),
+            "counts": dict(sorted(counts.items())),
             "controller_commands": {
                 "arm_count": int(len(arm)), "gripper_count": len(self.gripper_forwarded),
-                "per_joint_min": dict(zip(JOINT_NAMES, arm.min(0).tolist())) if len(arm) else {},
-                "per_joint_max": dict(zip(JOINT_NAMES, arm.max(0).tolist())) if len(arm) else {},
-                "max_step_rad": dict(zip(JOINT_NAMES, steps.max(0).tolist())) if len(steps) else {},
+                "per_joint_min": dict(zip(ARM_JOINTS, arm.min(0).tolist())) if len(arm) else {},
+                "per_joint_max": dict(zip(ARM_JOINTS, arm.max(0).tolist())) if len(arm) else {},
+                "max_step_rad": dict(zip(ARM_JOINTS, steps.max(0).tolist())) if len(steps) else {},
                 "gripper_min_m": min(self.gripper_forwarded, default=None),
                 "gripper_max_m": max(self.gripper_forwarded, default=None),
             },
         }
 
 
-def _stamp_ns(stamp) -> int:
-    return int(stamp.sec) * NS + int(stamp.nanosec)
-
-
-def _load_models(settings: ReplaySettings, options: ReplayOptions):
+def _load_models(settings: PipelineSettings, options: ReplayOptions):
+    """The policy stage's token source (the graph's backend, one thread) and the decoder's tokenizer."""
     from vla_ros.core.resources import resolve_resource
     from vla_ros.policy.modeling_vla import PolicyLoadError
-    from vla_ros.policy.runners import PolicyRunner
+    from vla_ros.policy.sources import load_token_source
     from vla_ros.tokenizers.loading import load_tokenizer
 
-    policy_settings = settings["vla_policy"]
-    if policy_settings["backend"] not in ("builtin-torch", "builtin-onnx"):
-        raise BagError(f"graph {settings.graph}: vla_policy backend {policy_settings['backend']!r} cannot be "
-                       "replayed; replay runs a learned policy (builtin-torch)")
-    policy_path = Path(options.policy) if options.policy else resolve_resource(policy_settings["model_path"])
-    if not policy_path.exists():
+    policy_path = Path(options.policy) if options.policy else resolve_resource(settings.policy.model_path)
+    if settings.policy.backend != "episode" and not policy_path.exists():
         raise BagError(f"policy {policy_path} does not exist; give a policy directory from `vla-ros train` with "
                        "--policy (or set the graph's policy_path)")
+    policy_settings = settings.policy
+    if options.policy is not None:  # --policy brings its own tokenizer; the graph's tokenizer_path is for its model
+        policy_settings = replace(policy_settings, tokenizer_path="")
     try:
-        # torch on one thread: the same bag and model give the same bytes.
-        runner = PolicyRunner(policy_path, "builtin-torch", threads=1)
+        # One thread: the same bag and model give the same bytes.
+        source = load_token_source(policy_settings, threads=1, model_path=policy_path)
     except PolicyLoadError as exc:
         raise BagError(f"policy {policy_path}: {exc}") from None
     if options.tokenizer is not None:
@@ -407,12 +308,12 @@ def _load_models(settings: ReplaySettings, options: ReplayOptions):
     elif options.policy is not None:
         tokenizer_path = policy_path / "tokenizer"  # the policy's own tokenizer
     else:
-        tokenizer_path = resolve_resource(settings["action_decoder"]["tokenizer_path"])
+        tokenizer_path = resolve_resource(settings.decoder.tokenizer_path)
     try:
         tokenizer = load_tokenizer(tokenizer_path)
     except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
         raise BagError(f"tokenizer {tokenizer_path} is not a usable tokenizer directory ({exc})") from None
-    return runner, tokenizer, policy_path, tokenizer_path
+    return source, tokenizer, policy_path, tokenizer_path
 
 
 def run_replay(options: ReplayOptions, progress: bool = False, warn: Callable[[str], None] = lambda m: None) -> dict:
@@ -421,54 +322,40 @@ def run_replay(options: ReplayOptions, progress: bool = False, warn: Callable[[s
     Everything is written under OUT.partial and moved to OUT at the end, so an error leaves no output that
     looks complete.
     """
-    from tqdm import tqdm
-
     from vla_ros.bags.reading import BagReader
     from vla_ros.bags.writing import BagWriter, partial_path
-    from vla_ros.core.instruction import interpret_instruction
 
     out = Path(options.out)
     if out.exists() or partial_path(out).exists():
         raise BagError(f"replay output {out} (or {partial_path(out)}) already exists; choose a new --out")
     if not out.parent.is_dir():
         raise BagError(f"replay output {out}: folder {out.parent} does not exist")
-    settings = load_replay_settings(options.graph, options.graph_args)
+    try:
+        settings = pipeline_settings(options.graph, options.graph_args)
+    except PipelineError as exc:
+        raise BagError(f"--graph {options.graph}: {exc}") from None
+    if settings.ingest.source != "topic":
+        raise BagError(f"graph {options.graph}: camera_ingest reads source={settings.ingest.source!r}, not a topic; "
+                       "replay feeds camera frames from the bag")
     with BagReader(options.bag, on_warning=warn) as reader:
         inputs = _Inputs(reader, settings, options.task)
-        runner, tokenizer, policy_path, tokenizer_path = _load_models(settings, options)
-        messages = OutputMessages()
+        source, tokenizer, policy_path, tokenizer_path = _load_models(settings, options)
+        messages = rosbags_kit()
         staging = partial_path(out)
         staging.mkdir()
         try:
             custom = {"replayed_bag": str(options.bag), "graph": settings.graph,
-                      "policy_tokenizer": runner.identity, "decoder_tokenizer": tokenizer.identity}
+                      "policy_tokenizer": source.identity, "decoder_tokenizer": tokenizer.identity}
             with BagWriter(staging / OUTPUT_BAG, custom_data=custom) as writer:
                 for topic, msgtype in OUTPUT_TYPES.items():
                     writer.add_topic(topic, msgtype)
 
                 def emit(topic: str, at_ns: int, message) -> None:
-                    writer.write(topic, at_ns, messages.serialize(message, OUTPUT_TYPES[topic]))
+                    writer.write(topic, at_ns, serialize(message, OUTPUT_TYPES[topic]))
 
-                pipeline = ReplayPipeline(settings, runner, tokenizer, emit, messages)
-                if options.task is not None:
-                    pipeline.on_task(options.task, reader.info.start_ns)
+                pipeline = ReplayPipeline(settings, source, tokenizer, emit, messages, seed=options.seed)
                 started = time.perf_counter()
-                total = sum(reader.info.topics[t].count for t in inputs.topics)
-                for item in tqdm(reader.messages(inputs.topics), total=total, desc="replay", unit="msg",
-                                 disable=not progress):
-                    pipeline.advance_to(item.timestamp_ns, inclusive=False)
-                    message = messages.deserialize(item.data, item.msgtype)
-                    if item.topic == inputs.camera:
-                        pipeline.on_camera(message, inputs.compressed, item.timestamp_ns)
-                    elif item.topic == topics.JOINT_STATES:
-                        pipeline.on_joint_state(message, item.timestamp_ns)
-                    elif item.topic == topics.TASK:
-                        pipeline.on_task(message.data, item.timestamp_ns)
-                    else:  # /vla/instruction through the listener's rules; a rejected one changes nothing
-                        decision = interpret_instruction(message.data)
-                        if decision.accepted:
-                            pipeline.on_task(decision.task, item.timestamp_ns)
-                pipeline.advance_to(reader.info.end_ns, inclusive=True)
+                drive(pipeline, reader, inputs, options.task, deserialize, progress)
                 seconds = time.perf_counter() - started
                 counts = dict(writer.counts)
             for message in pipeline.warnings:
@@ -477,9 +364,9 @@ def run_replay(options: ReplayOptions, progress: bool = False, warn: Callable[[s
             summary = {
                 "bag": str(options.bag), "graph": settings.graph, "graph_args": list(options.graph_args),
                 "policy": str(policy_path), "tokenizer": str(tokenizer_path),
-                "policy_tokenizer_identity": runner.identity, "decoder_tokenizer_identity": tokenizer.identity,
+                "policy_tokenizer_identity": source.identity, "decoder_tokenizer_identity": tokenizer.identity,
                 "camera_topic": inputs.camera, "task_source": options.task and "--task" or inputs.task_topics[0],
-                "settings": {name: {k: v for k, v in values.items()} for name, values in settings.nodes.items()},
+                "settings": {name: as_dict(values) for name, values in settings.by_node().items()},
                 "bag_seconds": bag_s, "wall_seconds": seconds,
                 "speed_vs_real_time": bag_s / seconds if seconds > 0 else None,
                 "output_messages": counts, **pipeline.summary(),
@@ -490,6 +377,32 @@ def run_replay(options: ReplayOptions, progress: bool = False, warn: Callable[[s
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return summary
+
+
+def drive(pipeline: ReplayPipeline, reader, inputs: _Inputs, task: str | None,
+          deserialize_message: Callable[[bytes, str], object], progress: bool = False) -> None:
+    """Feed the bag's input topics to `pipeline` in receive order, each message made by `deserialize_message`."""
+    from tqdm import tqdm
+
+    from vla_ros.core.instruction import interpret_instruction
+
+    if task is not None:
+        pipeline.on_task(task, reader.info.start_ns)
+    total = sum(reader.info.topics[t].count for t in inputs.topics)
+    for item in tqdm(reader.messages(inputs.topics), total=total, desc="replay", unit="msg", disable=not progress):
+        pipeline.advance_to(item.timestamp_ns, inclusive=False)
+        message = deserialize_message(item.data, item.msgtype)
+        if item.topic == inputs.camera:
+            pipeline.on_camera(message, inputs.compressed, item.timestamp_ns)
+        elif item.topic == topics.JOINT_STATES:
+            pipeline.on_joint_state(message, item.timestamp_ns)
+        elif item.topic == topics.TASK:
+            pipeline.on_task(message.data, item.timestamp_ns)
+        else:  # /vla/instruction through the listener's rules; a rejected one changes nothing
+            decision = interpret_instruction(message.data)
+            if decision.accepted:
+                pipeline.on_task(decision.task, item.timestamp_ns)
+    pipeline.advance_to(reader.info.end_ns, inclusive=True)
 
 
 def output_bag(path: Path) -> Path:

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from vla_ros.bags.errors import BagError
+from vla_ros.core.executor import ExecutorSettings
+from vla_ros.core.settings import CONTROL_PERIOD_S
 
 CHUNK = 8
-EXECUTE = 3
-STEP_NS = 200_000_000
+EXECUTE = ExecutorSettings.execute_steps
+STEP_NS = round(CONTROL_PERIOD_S * 1e9)
 DIMENSIONS = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 
 
@@ -84,7 +86,7 @@ def _from_bag(path: Path, with_images: bool) -> Demonstration:
     from vla_ros.bags.reading import BagReader
     from vla_ros.core import topics
     from vla_ros.core.image_msgs import image_to_rgb8
-    from vla_ros.sim.kinematics import JOINT_NAMES
+    from vla_ros.robot.wx250s import ARM_JOINTS
 
     meta = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     custom = meta.get("custom_data") or {}
@@ -101,7 +103,7 @@ def _from_bag(path: Path, with_images: bool) -> Demonstration:
                 actions.append(np.asarray(msg.data, np.float32))
             elif message.topic == topics.JOINT_STATES:
                 index = {n: i for i, n in enumerate(msg.name)}
-                joints.append(np.array([msg.position[index[n]] for n in JOINT_NAMES]))
+                joints.append(np.array([msg.position[index[n]] for n in ARM_JOINTS]))
             else:
                 images.append(image_to_rgb8(msg))
     steps = len(actions)  # observations: one before each action, plus the final one
@@ -115,16 +117,14 @@ def replay_actions(demo: Demonstration, workcell, kinematics) -> dict:
     """Feed the recorded actions as 8-step chunks through the executor core and the EE integrator into the sim."""
     from vla_ros.core.action_chunks import ActionChunk
     from vla_ros.core.action_tokens import task_hash
-    from vla_ros.core.control_loop import ControlLoop, ControlSettings
-    from vla_ros.core.executor import ExecutorConfig
-    from vla_ros.sim.kinematics import JOINT_NAMES
+    from vla_ros.core.stages.control import ControlLoop
     from vla_ros.tokenizers.chunking import chunks_from_episode
 
     observation = workcell.reset(demo.seed, family=demo.family)
     if workcell.task.instruction != demo.instruction:
         raise BagError(f"episode {demo.name}: seed {demo.seed} gives the task {workcell.task.instruction!r}, not the "
                        f"recorded {demo.instruction!r} (was it generated in another split?)")
-    loop = ControlLoop(ControlSettings(ExecutorConfig(execute_steps=EXECUTE, control_period_s=STEP_NS / 1e9)))
+    loop = ControlLoop(ExecutorSettings(execute_steps=EXECUTE, control_rate=1e9 / STEP_NS), kinematics)
     loop.set_task(demo.instruction)
     hashed = task_hash(demo.instruction)
     chunks = chunks_from_episode(demo.actions, CHUNK)
@@ -138,7 +138,7 @@ def replay_actions(demo: Demonstration, workcell, kinematics) -> dict:
         valid = chunk[: len(demo.actions) - step]
         loop.executor.add_chunk(ActionChunk(valid.astype(np.float64), step * STEP_NS, STEP_NS / 1e9, hashed, "demo"),
                                 received_s=now)
-        loop.update_joints(JOINT_NAMES, observation.joint_pos, now, JOINT_NAMES)
+        loop.update_joint_positions(observation.joint_pos, now)
         output = loop.tick(now, now)
         if output.targets is not None:
             workcell.set_joint_targets(output.targets.arm, output.targets.gripper)
@@ -157,7 +157,7 @@ def replay_actions(demo: Demonstration, workcell, kinematics) -> dict:
 def check_replay_actions(demos: list[Demonstration], split: str = "train", progress: bool = False) -> dict:
     from tqdm import tqdm
 
-    from vla_ros.sim.kinematics import ArmKinematics
+    from vla_ros.robot.kinematics import ArmKinematics
     from vla_ros.sim.workcell import Workcell
 
     kinematics = ArmKinematics()

@@ -1,1 +1,2 @@
-"""Subcommands of `vla-ros` that talk to ROS or describe the installation."""
+"""The `vla-ros` subcommands: all of the argument parsing, one module per command; the work is done by the
+library packages, imported inside the handlers."""

@@ -127,7 +127,7 @@ def _images() -> tuple[bool, str]:
 
 
 def _package() -> tuple[bool, str]:
-    from vla_ros.core.graph import available_graphs, default_config_dir  # noqa: PLC0415
+    from vla_ros.graphs.spec import available_graphs, default_config_dir  # noqa: PLC0415
 
     config = default_config_dir()
     return True, f"config {config}; graphs: {', '.join(available_graphs(config)) or 'none'}"

@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
 from vla_ros.core import topics
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "say",
+        help="publish one instruction on /vla/instruction",
+        description="Publish one instruction on /vla/instruction, wait until a subscriber has matched, and print "
+        "what the instruction listener made of it (the accepted task, or the reason it was rejected).",
+    )
+    parser.add_argument("text", help='the instruction, e.g. "pick up the red block" (or "stop")')
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a subscriber (default 10)")
+    parser.add_argument(
+        "--no-confirm", action="store_true", help="only publish; do not wait for the listener's answer"
+    )
+    parser.set_defaults(func=_say)
+
+
+def _say(args: argparse.Namespace) -> int:
+    if args.timeout <= 0:
+        print("vla-ros say: --timeout must be a positive number of seconds", file=sys.stderr)
+        return 2
+    return say(args.text, args.timeout, confirm=not args.no_confirm)
 
 
 def say(text: str, timeout_s: float, confirm: bool) -> int:

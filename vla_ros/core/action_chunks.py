@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vla_ros.core.settings import CONTROL_PERIOD_S
+
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 _FRAME_ID = re.compile(r"^task=([0-9a-f]{8}) tokenizer=([0-9a-f]{1,16})$")
 
@@ -60,5 +62,5 @@ def parse_chunk(joint_names, points, stamp_ns: int, frame_id: str) -> ActionChun
         raise ChunkError("points' time_from_start must increase in equal steps")
     if times[0] != 0:
         raise ChunkError(f"the first point's time_from_start must be 0, got {times[0]} ns")
-    dt_s = float(steps[0]) * 1e-9 if len(points) > 1 else 0.2
+    dt_s = float(steps[0]) * 1e-9 if len(points) > 1 else CONTROL_PERIOD_S
     return ActionChunk(actions, int(stamp_ns), dt_s, int(match.group(1), 16), match.group(2))

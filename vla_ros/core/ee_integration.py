@@ -2,30 +2,30 @@
 
 The target pose is integrated from the last *commanded* pose (not the measured one), exactly like
 `Workcell.step`, so a policy behaves the same through ROS as in-process. It is re-anchored to the
-measured joints whenever execution (re)starts after a hold.
+measured joints whenever execution (re)starts after a hold. The arm's kinematics are given (an
+`ArmKinematics` from `vla_ros.robot.kinematics`, or anything with `fk`, `clamp` and `apply_delta`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-
-from vla_ros.sim.kinematics import ArmKinematics, IKResult, Pose
 
 
 @dataclass(frozen=True)
 class JointTargets:
     arm: np.ndarray  # [6] rad, within the joint limits
     gripper: float  # [0, 1], 1 = open
-    ik: IKResult
+    ik: Any  # the kinematics' IK result (`reached`, `pos_err_m`, `rot_err_rad`)
 
 
 class EndEffectorIntegrator:
-    def __init__(self, kinematics: ArmKinematics | None = None):
-        self.kinematics = kinematics or ArmKinematics()
+    def __init__(self, kinematics):
+        self.kinematics = kinematics
         self.q_target: np.ndarray | None = None
-        self.pose: Pose | None = None
+        self.pose: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def anchored(self) -> bool:
@@ -34,7 +34,7 @@ class EndEffectorIntegrator:
     def anchor(self, q_measured: np.ndarray) -> None:
         """Start integrating from the measured joint positions."""
         self.q_target = self.kinematics.clamp(np.asarray(q_measured, dtype=np.float64))
-        self.pose = Pose(*self.kinematics.fk(self.q_target))
+        self.pose = tuple(self.kinematics.fk(self.q_target))
 
     def release(self) -> None:
         """Forget the target: the next action re-anchors to the measured joints."""

@@ -24,30 +24,38 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla_ros.core.action_chunks import ActionChunk
+from vla_ros.core.settings import CONTROL_RATE_HZ, Settings, non_negative, positive, setting
 
 GRIPPER = 6
 
 
 @dataclass(frozen=True)
-class ExecutorConfig:
-    execute_steps: int = 3
-    control_period_s: float = 0.2
-    blend: bool = False
-    # ACT's temporal ensembling weight exp(-decay·i), i = 0 for the oldest chunk; negative favours newer ones.
-    blend_decay: float = 0.5
-    max_chunks: int = 16
-    # After a window, adopt only a chunk computed from a frame taken once the window's last step had run (minus
-    # `observe_tolerance_s`), as the policy was trained and is evaluated in-process; the arm then holds about one
-    # control period per window. False: the design's latency hiding (the next chunk comes from a frame taken
-    # while the window ran, so it is planned from a state the arm has already left).
-    observe_after_window: bool = False
-    observe_tolerance_s: float = 0.05
+class ExecutorSettings(Settings):
+    """The chunk_executor's settings: the sliding window, the control rate and the control loop's holds."""
 
-    def __post_init__(self):
-        if self.execute_steps < 1:
-            raise ValueError(f"execute_steps must be >= 1, got {self.execute_steps}")
-        if self.control_period_s <= 0:
-            raise ValueError(f"the control period must be > 0 s, got {self.control_period_s}")
+    control_rate: float = setting(CONTROL_RATE_HZ, "Control loop rate in Hz (BridgeData: 5).", check=positive)
+    execute_steps: int = setting(3, "Steps of each chunk executed before the next chunk is adopted.", check=positive)
+    blend: bool = setting(False, "Temporal ensembling of overlapping chunks instead of plain switching.")
+    blend_decay: float = setting(0.5, "Ensembling weight exp(-decay*i), i = 0 for the oldest chunk; negative "
+                                 "favours newer chunks.")
+    observe_after_window: bool = setting(
+        False, "After each window adopt only a chunk whose frame was taken once the window's last step had run (as "
+        "the policy was trained); the arm holds about one period per window. False: the next chunk comes from a "
+        "frame taken during the window (the design's latency hiding).")
+    observe_tolerance: float = setting(0.05, "With observe_after_window: how much earlier than the window's end a "
+                                       "frame may be taken, s.", check=non_negative)
+    max_chunks: int = setting(16, "Chunks kept for temporal ensembling.", check=positive)
+    joint_state_timeout: float = setting(0.5, "Hold when the newest /joint_states is older than this, s.",
+                                         check=positive)
+    reanchor_after: float = setting(1.0, "After holding this long (s), restart integration from the measured joints.",
+                                    check=non_negative)
+    thread_priority: int = setting(50, "SCHED_FIFO priority of the control thread (1-99, like ros2_control's "
+                                   "controller manager); 0 or no permission: normal scheduling.", check=non_negative,
+                                   node_only=True)
+
+    @property
+    def control_period_s(self) -> float:
+        return 1.0 / self.control_rate
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ class _Window:
 
 
 class ChunkExecutor:
-    def __init__(self, config: ExecutorConfig):
+    def __init__(self, config: ExecutorSettings):
         self.config = config
         self.task_hash: int | None = None
         self._chunks: deque[_Stored] = deque(maxlen=config.max_chunks)
@@ -136,6 +144,10 @@ class ChunkExecutor:
         return None
 
     # ---------------------------------------------------------------------------------------- ticks
+    def wants_chunk(self) -> bool:
+        """Whether the next tick adopts a chunk (an in-process driver infers exactly then, on simulated time)."""
+        return self.config.blend or self._window is None or self._window.step >= self._window.last
+
     def tick(self, now_s: float) -> Step:
         """The action for the control tick at `now_s` (applied over the next control period)."""
         if self.task_hash is None:
@@ -147,7 +159,8 @@ class ChunkExecutor:
     def _aligned_step(self, stored: _Stored, now_s: float) -> int:
         # The step whose interval [stamp + k·dt, stamp + (k+1)·dt) holds `now_s`; the ones before are skipped.
         # (Skipping once a step's midpoint had passed dropped step 0 of nearly every chunk in the graph, whose
-        # frames are 100-250 ms old at adoption: 21 % success through ROS against 54 % in-process, docs/benchmarks.md.)
+        # frames are 100-250 ms old at adoption: 21 % success through ROS against 54 % in-process; CHANGELOG.md,
+        # policy v3.)
         return max(0, math.floor((now_s - stored.stamp_s) / stored.chunk.dt_s + 1e-9))
 
     def _adopt(self, now_s: float) -> tuple[_Window | None, float | None, str]:
@@ -160,7 +173,7 @@ class ChunkExecutor:
             if stored.stamp_s <= current:
                 break
             if (self.config.observe_after_window and self._window_end_s is not None
-                    and stored.stamp_s < self._window_end_s - self.config.observe_tolerance_s):
+                    and stored.stamp_s < self._window_end_s - self.config.observe_tolerance):
                 return None, None, "waiting for a chunk observed after the last window"
             first = self._aligned_step(stored, now_s)
             last = min(len(stored.chunk.actions), self.config.execute_steps)

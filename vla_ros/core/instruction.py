@@ -6,6 +6,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from vla_ros.core.settings import Settings, positive, setting
+
 DEFAULT_MAX_CHARS = 512
 
 IDLE_TASK = ""
@@ -90,3 +92,11 @@ def interpret_instruction(payload: bytes | str, max_chars: int = DEFAULT_MAX_CHA
     if is_stop_request(normalized):
         return InstructionDecision(accepted=True, task=IDLE_TASK)
     return InstructionDecision(accepted=True, task=normalized)
+
+
+@dataclass(frozen=True)
+class InstructionSettings(Settings):
+    """instruction_listener's settings."""
+
+    max_chars: int = setting(DEFAULT_MAX_CHARS, "Longest instruction accepted, in characters.", read_only=False,
+                             check=positive)

@@ -15,6 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from vla_ros.core.settings import CONTROL_RATE_HZ
+
 from vla_ros.data.writer import DATASET_FILE, finalize, write_episode
 
 ENV_NAME = "vla_ros/WidowX250Workcell-v1"
@@ -36,23 +38,23 @@ def episode_plan(episodes: int, seed: int) -> list[tuple[int, int, str]]:
 def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, camera: str, split: str,
                  max_steps: int, progress=None, bags_dir: Path | None = None, bag_storage: str = "mcap",
                  noise: tuple[float, float, int] = (0.0, 0.0, 0)) -> None:
-    from vla_ros.sim.kinematics import JOINT_NAMES
-    from vla_ros.sim.rollout import ActionNoise, ExpertPolicy, run_episode
+    from vla_ros.robot.wx250s import ARM_JOINTS
+    from vla_ros.sim.noise import ActionNoise
+    from vla_ros.sim.rollout import expert_rollout
     from vla_ros.sim.workcell import Workcell
 
     with Workcell(image_size=image_size, camera=camera, render=True, split=split) as workcell, \
             h5py.File(path, "w") as f:
         data = f.create_group("data")
-        policy = ExpertPolicy(workcell)
         sigma, share, base_seed = noise
         for index, episode_seed, family in plan:
             perturb = ActionNoise(sigma, seed=episode_seed) if noisy_episode(index, base_seed, share) else None
-            record = run_episode(workcell, policy, episode_seed, family=family, max_steps=max_steps, perturb=perturb)
+            record = expert_rollout(workcell, episode_seed, family=family, max_steps=max_steps, perturb=perturb)
             write_episode(data, index, record)
             if bags_dir is not None:
                 from vla_ros.bags.episodes import write_episode_bag
 
-                write_episode_bag(bags_dir / episode_bag_name(index), record, JOINT_NAMES, storage=bag_storage)
+                write_episode_bag(bags_dir / episode_bag_name(index), record, ARM_JOINTS, storage=bag_storage)
             if progress is not None:
                 progress(bool(record.success))
 
@@ -141,7 +143,7 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
         shutil.rmtree(shard_dir)
     bar.close()
     env_args = {"env_name": ENV_NAME, "type": "mujoco",
-                "env_kwargs": {"image_size": image_size, "camera": camera, "control_hz": 5.0, "split": split,
+                "env_kwargs": {"image_size": image_size, "camera": camera, "control_hz": CONTROL_RATE_HZ, "split": split,
                                "seed": seed, "max_steps": max_steps, "noise": float(noise),
                                "noisy_share": float(noisy_share) if noise > 0 else 0.0}}
     summary = finalize(target, env_args)

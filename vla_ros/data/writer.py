@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from vla_ros.sim.expert import PHASES
-from vla_ros.sim.rollout import EpisodeRecord
+from vla_ros.sim.rollout import Rollout
 
 DATASET_FILE = "dataset.hdf5"
 VALID_EVERY = 10  # every 10th successful demo goes to the validation mask
@@ -26,7 +26,7 @@ def demo_name(index: int) -> str:
     return f"demo_{index}"
 
 
-def write_episode(data_group: h5py.Group, index: int, record: EpisodeRecord) -> int:
+def write_episode(data_group: h5py.Group, index: int, record: Rollout) -> int:
     """Store one episode under data/demo_{index}; returns its number of samples."""
     observations = record.observations[: len(record.actions)]  # the observation before each action
     group = data_group.create_group(demo_name(index))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 from rclpy.node import Node
@@ -14,36 +13,22 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
 from vla_ros.core.resources import resolve_resource
+from vla_ros.core.stages.decoder import DecoderSettings, DecoderStage
 from vla_ros.core.stream_stats import StreamStats
-from vla_ros.core.token_checks import REASON_KEYS, check_token_message
+from vla_ros.core.token_checks import REASON_KEYS
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
-from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, positive
+from vla_ros.nodes.messages import RCLPY
+from vla_ros.nodes.parameters import ParameterError, SettingsParameters
 from vla_ros.nodes.qos import COMMANDS, LATCHED
 from vla_ros.nodes.runtime import run_node
-from vla_ros.nodes.trajectory_messages import action_chunk_message
-
-BACKENDS = ("torch", "onnx")
-
-PARAMETERS = [
-    ParameterSpec("tokenizer_path", "models/tokenizers/vqvae", "Tokenizer directory (config.json + "
-                  "model.safetensors); relative paths are looked up in the package.", read_only=True),
-    ParameterSpec("backend", "torch", "Decoder backend: 'torch' or 'onnx' (onnxruntime, CUDA provider when "
-                  "present, else CPU).", read_only=True,
-                  check=lambda v: None if v in BACKENDS else f"must be one of {BACKENDS}"),
-    ParameterSpec("onnx_path", "", "ONNX decoder for backend 'onnx'; empty = <tokenizer_path>/decoder.onnx, "
-                  "exported at start-up when absent.", read_only=True),
-    ParameterSpec("step_dt", 0.2, "Seconds between the steps of a chunk (the data's control period, 5 Hz).",
-                  read_only=True, check=positive),
-]
 
 
 class ActionDecoder(Node):
     def __init__(self):
         super().__init__("action_decoder")
-        self.params = declare_parameters(self, PARAMETERS)
-        self.tokenizer, self.decode, self.backend_label = self._load_decoder()
-        self.task = ""
-        self.rejected: Counter[str] = Counter()
+        self.settings = SettingsParameters(self, DecoderSettings).value
+        self.tokenizer, decode, self.backend_label = self._load_decoder()
+        self.stage = DecoderStage(self.settings, self.tokenizer, decode, RCLPY)
         self.stats = StreamStats()
         self.last_rejection = ""
         self.chunk_pub = self.create_publisher(JointTrajectory, topics.ACTION_CHUNK, COMMANDS)
@@ -58,17 +43,17 @@ class ActionDecoder(Node):
     def _load_decoder(self):
         from vla_ros.tokenizers import load_tokenizer  # noqa: PLC0415 - torch import after parameters
 
-        path = resolve_resource(self.params["tokenizer_path"])
+        path = resolve_resource(self.settings.tokenizer_path)
         try:
             tokenizer = load_tokenizer(path)
         except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
-            raise ParameterError(f"tokenizer_path={self.params['tokenizer_path']!r} is not a usable tokenizer "
+            raise ParameterError(f"tokenizer_path={self.settings.tokenizer_path!r} is not a usable tokenizer "
                                  f"directory ({exc})") from None
-        if self.params["backend"] == "torch":
+        if self.settings.backend == "torch":
             return tokenizer, tokenizer.decode, "torch"
         from vla_ros.tokenizers.onnx_decoding import OnnxActionDecoder, export_decoder_onnx  # noqa: PLC0415
 
-        onnx_path = Path(self.params["onnx_path"]) if self.params["onnx_path"] else path / "decoder.onnx"
+        onnx_path = Path(self.settings.onnx_path) if self.settings.onnx_path else path / "decoder.onnx"
         if not onnx_path.is_file():
             onnx_path = export_decoder_onnx(tokenizer, Path(tempfile.mkdtemp(prefix="vla_ros_decoder_")) / "decoder.onnx")
         decoder = OnnxActionDecoder(onnx_path)
@@ -78,30 +63,23 @@ class ActionDecoder(Node):
         return tokenizer, decoder.decode, f"onnxruntime ({', '.join(decoder.providers)})"
 
     def on_task(self, msg: String) -> None:
-        self.task = msg.data
+        self.stage.on_task(msg.data)
 
     def on_tokens(self, msg: Int32MultiArray) -> None:
         started = time.perf_counter()
-        verdict = check_token_message(
-            [(d.label, d.size, d.stride) for d in msg.layout.dim], msg.layout.data_offset, msg.data,
-            vocab_size=self.tokenizer.vocab_size, tokens_per_chunk=self.tokenizer.tokens_per_chunk,
-            identity=self.tokenizer.identity, task=self.task, token_ranges=self.tokenizer.token_ranges(),
-        )
-        if verdict.tokens is None:
-            self.rejected[verdict.reason_key] += 1
-            self.stats.drop(verdict.reason_key, verdict.reason)
-            self.get_logger().warning(f"rejected action tokens: {verdict.reason}", throttle_duration_sec=2.0)
+        decoded = self.stage.on_tokens(msg)
+        if decoded.chunk is None:
+            self.stats.drop(decoded.verdict.reason_key, decoded.verdict.reason)
+            self.get_logger().warning(f"rejected action tokens: {decoded.verdict.reason}", throttle_duration_sec=2.0)
             return
-        actions = self.decode(verdict.tokens.tokens[None, :])[0]
-        self.chunk_pub.publish(action_chunk_message(actions, verdict.tokens.stamp_ns, self.params["step_dt"],
-                                                    verdict.tokens.task_hash, verdict.tokens.identity))
+        self.chunk_pub.publish(decoded.chunk)
         self.stats.accept(time.monotonic(), time.perf_counter() - started)
 
     def report(self):
         summary = self.stats.summary(time.monotonic())
-        summary.update({f"rejected_{key}": str(self.rejected[key]) for key in REASON_KEYS})
-        summary.update(backend=self.backend_label, tokenizer=self.tokenizer.identity, task=self.task)
-        level = WARN if self.stats.last_error and self.stats.rate_hz(time.monotonic()) == 0 and self.task else OK
+        summary.update({f"rejected_{key}": str(self.stage.rejected[key]) for key in REASON_KEYS})
+        summary.update(backend=self.backend_label, tokenizer=self.tokenizer.identity, task=self.stage.task)
+        level = WARN if self.stats.last_error and self.stats.rate_hz(time.monotonic()) == 0 and self.stage.task else OK
         return level, f"{summary['rate_hz']} chunks/s", summary
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 
 import rclpy
 from rclpy.duration import Duration
@@ -24,7 +25,8 @@ from vla_ros.bags.schedule import NS, PassClock, PlaybackOptions
 from vla_ros.bags.selection import choose_topics, parse_remaps, split_list
 from vla_ros.core.stream_stats import StreamStats
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
-from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, non_negative, positive
+from vla_ros.core.settings import Settings, non_negative, positive, setting
+from vla_ros.nodes.parameters import ParameterError, SettingsParameters
 from vla_ros.nodes.qos import COMMANDS
 from vla_ros.nodes.runtime import NodeThreads, run_node
 
@@ -39,50 +41,44 @@ MATCH_SETTLE_S = 0.3
 # behind the executor thread when a message is due.
 GIL_SWITCH_INTERVAL_S = 0.0005
 
-PARAMETERS = [
-    ParameterSpec("bag", "", "The bag to play: a rosbag2 directory (metadata.yaml) or a .mcap / .db3 file.",
-                  read_only=True),
-    ParameterSpec("rate", 1.0, "Playback speed factor (1 = as recorded, 2 = twice as fast).", read_only=True,
-                  check=positive),
-    ParameterSpec("start_offset", 0.0, "Seconds of the bag's start to skip.", read_only=True, check=non_negative),
-    ParameterSpec("loop", False, "Start over at the end of the bag, until stopped.", read_only=True),
-    ParameterSpec("topics", "", "Comma-separated topics to play (empty = every topic whose type is installed).",
-                  read_only=True),
-    ParameterSpec("remap", "", "Comma-separated renames of played topics, /from:=/to.", read_only=True),
-    ParameterSpec("clock", False, "Publish the bag time on /clock (rosgraph_msgs/Clock) for use_sim_time nodes.",
-                  read_only=True),
-    ParameterSpec("delay", 0.0, "Seconds to wait after start-up before the first message.", read_only=True,
-                  check=non_negative),
-    ParameterSpec("wait_for_subscribers", 0.0,
-                  "Wait up to this many seconds until every played topic has a subscriber (0 = do not wait).",
-                  read_only=True, check=non_negative),
-]
+@dataclass(frozen=True)
+class BagPlayerSettings(Settings):
+    bag: str = setting("", "The bag to play: a rosbag2 directory (metadata.yaml) or a .mcap / .db3 file.")
+    rate: float = setting(1.0, "Playback speed factor (1 = as recorded, 2 = twice as fast).", check=positive)
+    start_offset: float = setting(0.0, "Seconds of the bag's start to skip.", check=non_negative)
+    loop: bool = setting(False, "Start over at the end of the bag, until stopped.")
+    topics: str = setting("", "Comma-separated topics to play (empty = every topic whose type is installed).")
+    remap: str = setting("", "Comma-separated renames of played topics, /from:=/to.")
+    clock: bool = setting(False, "Publish the bag time on /clock (rosgraph_msgs/Clock) for use_sim_time nodes.")
+    delay: float = setting(0.0, "Seconds to wait after start-up before the first message.", check=non_negative)
+    wait_for_subscribers: float = setting(0.0, "Wait up to this many seconds until every played topic has a "
+                                          "subscriber (0 = do not wait).", check=non_negative)
 
 
 class BagPlayer(Node):
     def __init__(self, parameter_overrides: list[Parameter] | None = None):
         super().__init__("bag_player", parameter_overrides=parameter_overrides)
-        self.params = declare_parameters(self, PARAMETERS)
+        self.params = SettingsParameters(self, BagPlayerSettings).value
         self.exit_code = 0
         self.stats = StreamStats()
         self.published = 0
         self.passes = 0
         self.worst_late_s = 0.0
-        if not self.params["bag"]:
+        if not self.params.bag:
             raise ParameterError("parameter bag is empty; give the path of a rosbag2 bag")
-        self.options = PlaybackOptions(self.params["rate"], self.params["start_offset"], self.params["loop"])
+        self.options = PlaybackOptions(self.params.rate, self.params.start_offset, self.params.loop)
         try:
-            self.reader = BagReader(self.params["bag"], on_warning=self._warn)
+            self.reader = BagReader(self.params.bag, on_warning=self._warn)
             self.options.check(self.reader.info.duration_ns)
-            self.topics = choose_topics(self.reader.info, split_list(self.params["topics"]),
-                                        parse_remaps(self.params["remap"]), self._warn)
+            self.topics = choose_topics(self.reader.info, split_list(self.params.topics),
+                                        parse_remaps(self.params.remap), self._warn)
         except BagError as exc:
             raise ParameterError(str(exc)) from None
         self.publishers_by_topic = {}
         for topic in self.topics:
             qos = profile_from_bag(self.reader.info.topics[topic.name].qos)
             self.publishers_by_topic[topic.name] = self.create_publisher(topic.message_class, topic.published_as, qos)
-        self.clock_publisher = self.create_publisher(Clock, CLOCK_TOPIC, COMMANDS) if self.params["clock"] else None
+        self.clock_publisher = self.create_publisher(Clock, CLOCK_TOPIC, COMMANDS) if self.params.clock else None
         DiagnosticsReporter(self, self.report)
         info = self.reader.info
         self.get_logger().info(
@@ -99,9 +95,9 @@ class BagPlayer(Node):
     # --- playback ---------------------------------------------------------------------------------
     def _play(self) -> None:
         try:
-            if not self._sleep(self.params["delay"]):
+            if not self._sleep(self.params.delay):
                 return
-            self._wait_for_subscribers(self.params["wait_for_subscribers"])
+            self._wait_for_subscribers(self.params.wait_for_subscribers)
             first = self.options.first_bag_time(self.reader.info.start_ns)
             names = [t.name for t in self.topics]
             while self.context.ok():

@@ -5,53 +5,36 @@ from __future__ import annotations
 import sys
 import time
 
-import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from vla_ros.core import topics
-from vla_ros.core.image_msgs import CONVERTER_NAME, ImageRejected, compressed_to_rgb8, image_to_rgb8, rgb8_fields
-from vla_ros.core.preprocess import center_crop_resize, frame_age_problem
+from vla_ros.core.image_msgs import CONVERTER_NAME, compressed_to_rgb8, image_to_rgb8
+from vla_ros.core.stages.ingest import IngestSettings, IngestStage
 from vla_ros.core.stream_stats import StreamStats
 from vla_ros.core.timing import Peak
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
-from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, non_negative, positive
+from vla_ros.nodes.messages import RCLPY
+from vla_ros.nodes.parameters import ParameterError, SettingsParameters
 from vla_ros.nodes.qos import SENSOR, SENSOR_LATEST
 from vla_ros.nodes.runtime import run_node
-
-PARAMETERS = [
-    ParameterSpec(
-        "source",
-        "topic",
-        "Where frames come from: 'topic' (/camera/image_raw, remappable), an OpenCV device index ('0') "
-        "or a video file path.",
-        read_only=True,
-    ),
-    ParameterSpec("compressed", False, "Subscribe sensor_msgs/CompressedImage on /camera/image_raw/compressed.",
-                  read_only=True),
-    ParameterSpec("image_size", 128, "Model input size in pixels (square output).", check=positive),
-    ParameterSpec("max_age", 0.5, "Drop frames whose stamp is older than this, in seconds (0 = keep all).",
-                  check=non_negative),
-    ParameterSpec("frame_rate", 10.0, "Frames per second read from an OpenCV source.", read_only=True, check=positive),
-    ParameterSpec("loop", True, "Restart a video file at its end.", read_only=True),
-    ParameterSpec("frame_id", "camera", "header.frame_id of frames read from an OpenCV source.", read_only=True),
-]
 
 
 class CameraIngest(Node):
     def __init__(self):
         super().__init__("camera_ingest")
-        self.params = declare_parameters(self, PARAMETERS)
+        self.stage = IngestStage(IngestSettings(), RCLPY)
+        self.settings = SettingsParameters(self, IngestSettings, on_change=self._settings_changed).value
+        self.stage.settings = self.settings
         self.stats = StreamStats()
         self.age_peak = Peak()  # the oldest frame that arrived, dropped or not
         self.publisher = self.create_publisher(Image, topics.MODEL_IMAGE, SENSOR_LATEST)
         self.capture = None
-        source = str(self.params["source"])
+        source = self.settings.source
         if source == "topic":
-            if self.params["compressed"]:
+            if self.settings.compressed:
                 self.create_subscription(CompressedImage, topics.CAMERA_IMAGE_COMPRESSED, self.on_compressed, SENSOR)
                 described = topics.CAMERA_IMAGE_COMPRESSED
             else:
@@ -60,14 +43,17 @@ class CameraIngest(Node):
         else:
             self.capture = self._open_capture(source)
             self.create_timer(
-                1.0 / self.params["frame_rate"], self.on_capture_tick, callback_group=MutuallyExclusiveCallbackGroup()
+                1.0 / self.settings.frame_rate, self.on_capture_tick, callback_group=MutuallyExclusiveCallbackGroup()
             )
             described = f"OpenCV source {source}"
         DiagnosticsReporter(self, self.report)
         self.get_logger().info(
-            f"frames from {described} → {topics.MODEL_IMAGE} at {self.params['image_size']}px "
+            f"frames from {described} → {topics.MODEL_IMAGE} at {self.settings.image_size}px "
             f"(converter: {CONVERTER_NAME})"
         )
+
+    def _settings_changed(self, settings: IngestSettings) -> None:
+        self.stage.settings = settings
 
     # --- inputs -------------------------------------------------------------------------------
     def on_image(self, msg: Image) -> None:
@@ -91,32 +77,25 @@ class CameraIngest(Node):
         import cv2  # noqa: PLC0415
 
         ok, frame = self.capture.read()
-        if not ok and self.params["loop"]:
+        if not ok and self.settings.loop:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self.capture.read()
         if not ok:
             self._drop("read", "OpenCV source returned no frame")
             return
-        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=str(self.params["frame_id"]))
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.settings.frame_id)
         self._ingest(header, lambda: cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
 
     # --- processing -----------------------------------------------------------------------------
     def _ingest(self, header: Header, convert) -> None:
         started = time.perf_counter()
-        now = self.get_clock().now()
-        age = (now - Time.from_msg(header.stamp)).nanoseconds * 1e-9
-        self.age_peak.add(age, now.nanoseconds * 1e-9)
-        problem = frame_age_problem(age, self.get_parameter("max_age").value)
-        if problem:
-            self._drop("stale", problem)
+        now = self.get_clock().now().nanoseconds
+        result = self.stage.on_frame(header, convert, now)
+        self.age_peak.add(result.age_s, now * 1e-9)
+        if result.image is None:
+            self._drop(result.drop, result.reason)
             return
-        try:
-            rgb = convert()
-        except ImageRejected as exc:
-            self._drop("malformed", f"dropped malformed frame: {exc}")
-            return
-        resized = center_crop_resize(rgb, int(self.get_parameter("image_size").value))
-        self.publisher.publish(_image_message(header, resized))
+        self.publisher.publish(result.image)
         self.stats.accept(time.monotonic(), time.perf_counter() - started)
 
     def _drop(self, key: str, message: str) -> None:
@@ -131,22 +110,9 @@ class CameraIngest(Node):
         return level, f"{rate:.1f} Hz" if rate > 0 else "no frames in the last 5 s", summary
 
 
-def _image_message(header: Header, rgb: np.ndarray) -> Image:
-    fields = rgb8_fields(rgb)
-    return Image(
-        header=header,
-        height=fields.height,
-        width=fields.width,
-        encoding=fields.encoding,
-        is_bigendian=fields.is_bigendian,
-        step=fields.step,
-        data=fields.data,
-    )
-
-
 def main(args: list[str] | None = None) -> int:
     # Two executor threads only for an OpenCV source, whose capture blocks in its timer. With topic input the
-    # multi-threaded executor was the suspect of ~3 s pauses in taking frames (docs/benchmarks.md, session 7).
+    # multi-threaded executor was the suspect of ~3 s pauses in taking frames.
     return run_node("camera_ingest", CameraIngest, args, threads=lambda node: 2 if node.capture is not None else 1)
 
 

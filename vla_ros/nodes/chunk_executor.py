@@ -11,57 +11,30 @@ import threading
 import time
 
 from rclpy.node import Node
-from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
-from vla_ros.core.action_chunks import ChunkError, parse_chunk
-from vla_ros.core.control_loop import ControlLoop, ControlSettings
-from vla_ros.core.executor import ExecutorConfig
+from vla_ros.core.executor import ExecutorSettings
+from vla_ros.core.stages.control import ControlLoop
 from vla_ros.core.timing import Samples, StarvationLog
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
-from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, non_negative, positive
+from vla_ros.nodes.messages import RCLPY
+from vla_ros.nodes.parameters import SettingsParameters
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, LEASED_COMMANDS
 from vla_ros.nodes.realtime import ScheduledCollector, request_realtime, shorten_gil_switch_interval
 from vla_ros.nodes.runtime import NodeThreads, run_node
-from vla_ros.nodes.trajectory_messages import joint_command
-from vla_ros.sim.kinematics import JOINT_NAMES
-
-PARAMETERS = [
-    ParameterSpec("control_rate", 5.0, "Control loop rate in Hz (BridgeData: 5).", read_only=True, check=positive),
-    ParameterSpec("execute_steps", 3, "Steps of each chunk executed before the next chunk is adopted.",
-                  read_only=True, check=positive),
-    ParameterSpec("blend", False, "Temporal ensembling of overlapping chunks instead of plain switching.",
-                  read_only=True),
-    ParameterSpec("blend_decay", 0.5, "Ensembling weight exp(-decay*i), i = 0 for the oldest chunk.",
-                  read_only=True),
-    ParameterSpec("observe_after_window", False, "After each window adopt only a chunk whose frame was taken once "
-                  "the window's last step had run (as in-process evaluation); the arm holds about one period per "
-                  "window. False: the next chunk comes from a frame taken during the window.", read_only=True),
-    ParameterSpec("joint_state_timeout", 0.5, "Hold when the newest /joint_states is older than this (s).",
-                  read_only=True, check=positive),
-    ParameterSpec("thread_priority", 50, "SCHED_FIFO priority of the control thread (1-99, like ros2_control's "
-                  "controller manager); 0 or no permission: normal scheduling.", read_only=True, check=non_negative),
-    ParameterSpec("reanchor_after", 1.0, "After holding this long (s), restart integration from the measured "
-                  "joints.", read_only=True, check=non_negative),
-]
+from vla_ros.robot.kinematics import ArmKinematics
 
 
 class ChunkExecutorNode(Node):
     def __init__(self):
         super().__init__("chunk_executor")
         self.threads = NodeThreads(self)
-        self.params = declare_parameters(self, PARAMETERS)
-        self.period = 1.0 / self.params["control_rate"]
-        self.loop = ControlLoop(ControlSettings(
-            ExecutorConfig(execute_steps=self.params["execute_steps"], control_period_s=self.period,
-                           blend=self.params["blend"], blend_decay=self.params["blend_decay"],
-                           observe_after_window=self.params["observe_after_window"]),
-            joint_state_timeout_s=self.params["joint_state_timeout"],
-            reanchor_after_s=self.params["reanchor_after"]))
-        self.executor_logic = self.loop.executor
+        self.settings = SettingsParameters(self, ExecutorSettings).value
+        self.period = self.settings.control_period_s
+        self.loop = ControlLoop(self.settings, ArmKinematics())
         self.lock = threading.Lock()  # the control thread and the callbacks share the executor state
         self.task = ""
         self.counts = {"chunks": 0, "rejected": 0, "commands": 0, "holds": 0, "unreachable": 0, "vetoes_seen": 0}
@@ -81,8 +54,8 @@ class ChunkExecutorNode(Node):
         self.collector: ScheduledCollector | None = None  # made by the control thread
         self.threads.start(self.control_loop, "control_loop")
         self.get_logger().info(
-            f"executing {self.params['execute_steps']} steps per chunk at {self.params['control_rate']:g} Hz "
-            f"({'temporal ensembling' if self.params['blend'] else 'plain switching'})"
+            f"executing {self.settings.execute_steps} steps per chunk at {self.settings.control_rate:g} Hz "
+            f"({'temporal ensembling' if self.settings.blend else 'plain switching'})"
         )
 
     # --- inputs -----------------------------------------------------------------------------------
@@ -102,20 +75,11 @@ class ChunkExecutorNode(Node):
 
     def on_joint_states(self, msg: JointState) -> None:
         with self.lock:
-            self.loop.update_joints(msg.name, msg.position, time.monotonic(), JOINT_NAMES)
+            self.loop.update_joints(msg.name, msg.position, time.monotonic())
 
     def on_chunk(self, msg: JointTrajectory) -> None:
-        try:
-            chunk = parse_chunk(
-                msg.joint_names,
-                [(p.positions, p.time_from_start.sec * 1_000_000_000 + p.time_from_start.nanosec) for p in msg.points],
-                Time.from_msg(msg.header.stamp).nanoseconds,
-                msg.header.frame_id,
-            )
-            with self.lock:
-                reason = self.executor_logic.add_chunk(chunk, received_s=self.now_s())
-        except ChunkError as exc:
-            reason = str(exc)
+        with self.lock:
+            reason = self.loop.on_chunk(msg, received_s=self.now_s())
         if reason:
             self.counts["rejected"] += 1
             self.last_rejection = reason
@@ -125,7 +89,7 @@ class ChunkExecutorNode(Node):
 
     # --- control loop -----------------------------------------------------------------------------
     def control_loop(self) -> None:
-        self.scheduling = request_realtime(self.params["thread_priority"])
+        self.scheduling = request_realtime(self.settings.thread_priority)
         # Full collections every ~10 s whatever the rate.
         self.collector = ScheduledCollector(full_every=max(1, round(10.0 / self.period)))
         self.get_logger().info(f"control thread: {self.scheduling}")
@@ -168,9 +132,9 @@ class ChunkExecutorNode(Node):
         if step.first_chunk_wait_s is not None:
             self.first_wait.add(step.first_chunk_wait_s)
         self.counts["unreachable"] += not targets.ik.reached
-        stamp_ns = output.stamp_ns  # commands carry their observation stamp
-        self.arm_pub.publish(joint_command(JOINT_NAMES, targets.arm, self.period, stamp_ns))
-        self.gripper_pub.publish(joint_command(["gripper"], [targets.gripper], self.period, stamp_ns))
+        arm, gripper = self.loop.command_messages(output, RCLPY)  # stamped with their observation
+        self.arm_pub.publish(arm[1])
+        self.gripper_pub.publish(gripper[1])
         self.counts["commands"] += 1
         self.latency.add(self.now_s() - step.chunk_stamp_s)
         self.hold_reason = ""

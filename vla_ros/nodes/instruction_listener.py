@@ -9,21 +9,16 @@ from std_msgs.msg import String
 
 from vla_ros.core import topics
 from vla_ros.core.cdr import string_payload
-from vla_ros.core.instruction import DEFAULT_MAX_CHARS, InstructionDecision, interpret_instruction
+from vla_ros.core.instruction import InstructionDecision, InstructionSettings, interpret_instruction
 from vla_ros.nodes.diagnostics import OK, DiagnosticsReporter
-from vla_ros.nodes.parameters import ParameterSpec, declare_parameters, positive
+from vla_ros.nodes.parameters import SettingsParameters
 from vla_ros.nodes.qos import COMMANDS, LATCHED
 from vla_ros.nodes.runtime import run_node
-
-PARAMETERS = [
-    ParameterSpec("max_chars", DEFAULT_MAX_CHARS, "Longest instruction accepted, in characters.", check=positive),
-]
-
 
 class InstructionListener(Node):
     def __init__(self):
         super().__init__("instruction_listener")
-        self.params = declare_parameters(self, PARAMETERS)
+        self.settings = SettingsParameters(self, InstructionSettings)
         self.task = ""
         self.counts = {"accepted": 0, "rejected": 0, "stops": 0}
         self.last_rejection = ""
@@ -33,11 +28,11 @@ class InstructionListener(Node):
         self.create_subscription(String, topics.INSTRUCTION, self.on_instruction, COMMANDS, raw=True)
         self.task_pub.publish(String(data=self.task))  # latched idle task until the first instruction
         DiagnosticsReporter(self, self.report)
-        self.get_logger().info(f"listening on {topics.INSTRUCTION}; max_chars={self.params['max_chars']}")
+        self.get_logger().info(f"listening on {topics.INSTRUCTION}; max_chars={self.settings.value.max_chars}")
 
     def on_instruction(self, raw: bytes) -> None:
         try:
-            decision = interpret_instruction(string_payload(raw), self.get_parameter("max_chars").value)
+            decision = interpret_instruction(string_payload(raw), self.settings.value.max_chars)
         except ValueError as exc:
             decision = InstructionDecision(accepted=False, reason=f"malformed instruction message: {exc}")
         if not decision.accepted:

@@ -35,32 +35,13 @@ from vla_ros.core.image_msgs import rgb8_fields
 from vla_ros.core.timing import Peak
 from vla_ros.core.trajectory import TrajectoryFollower, TrajectoryPoint
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
-from vla_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters, positive
+from vla_ros.nodes.parameters import SettingsParameters
+from vla_ros.sim.settings import SimSettings
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR
 from vla_ros.nodes.realtime import request_realtime
 from vla_ros.nodes.runtime import NodeThreads, run_node
-from vla_ros.sim.kinematics import JOINT_NAMES
-from vla_ros.sim.workcell import FINGER_CLOSED, FINGER_OPEN
-
-FAMILIES = ("", "pick", "place", "stack", "push")
-
-PARAMETERS = [
-    ParameterSpec("seed", 0, "Layout seed used by the next /widowx_sim/reset (then incremented)."),
-    ParameterSpec("family", "", "Task family of the suggested task at reset ('' = any of pick, place, stack, push).",
-                  check=lambda v: None if v in FAMILIES else f"must be one of {FAMILIES}"),
-    ParameterSpec("camera", "over_shoulder", "Workcell camera: over_shoulder, front or wrist.", read_only=True),
-    ParameterSpec("image_width", 128, "Camera image width in pixels.", read_only=True, check=positive),
-    ParameterSpec("image_height", 128, "Camera image height in pixels.", read_only=True, check=positive),
-    ParameterSpec("camera_rate", 10.0, "Camera frames per second.", read_only=True, check=positive),
-    ParameterSpec("joint_state_rate", 50.0, "/joint_states messages per second.", read_only=True, check=positive),
-    ParameterSpec("physics_period", 0.01, "Simulated seconds advanced per loop iteration.", read_only=True,
-                  check=positive),
-    ParameterSpec("publish_clock", False, "Publish /clock with the simulated time (use use_sim_time elsewhere).",
-                  read_only=True),
-    ParameterSpec("thread_priority", 45, "SCHED_FIFO priority of the physics thread (1-99; 0 = normal scheduling), "
-                  "below the executor's control thread.", read_only=True,
-                  check=lambda v: None if 0 <= v <= 99 else "must lie in 0..99"),
-]
+from vla_ros.robot.wx250s import ARM_JOINTS
+from vla_ros.robot.wx250s import FINGER_CLOSED, FINGER_OPEN
 
 FINGER_JOINTS = ("left_finger", "right_finger")
 
@@ -69,14 +50,13 @@ class WidowXSim(Node):
     def __init__(self):
         super().__init__("widowx_sim")
         self.threads = NodeThreads(self)
-        self.params = declare_parameters(self, PARAMETERS)
-        from vla_ros.sim.workcell import CAMERAS, Workcell  # noqa: PLC0415 - MuJoCo after parameters
+        self.settings = SettingsParameters(self, SimSettings)
+        self.params = self.settings.value  # the read-only ones; seed and family are read when used
+        from vla_ros.sim.workcell import Workcell  # noqa: PLC0415 - MuJoCo after parameters
 
-        if self.params["camera"] not in CAMERAS:
-            raise ParameterError(f"parameter camera={self.params['camera']!r} must be one of {CAMERAS}")
-        self.workcell = Workcell(image_size=self.params["image_height"], camera=self.params["camera"], render=False)
+        self.workcell = Workcell(image_size=self.params.image_height, camera=self.params.camera, render=False)
         model = self.workcell.model
-        self.joint_names = [*JOINT_NAMES, *(n for n in FINGER_JOINTS if _has_joint(model, n))]
+        self.joint_names = [*ARM_JOINTS, *(n for n in FINGER_JOINTS if _has_joint(model, n))]
         self.qpos_idx = [model.jnt_qposadr[model.joint(n).id] for n in self.joint_names]
         self.qvel_idx = [model.jnt_dofadr[model.joint(n).id] for n in self.joint_names]
         self.lock = threading.Lock()
@@ -91,12 +71,12 @@ class WidowXSim(Node):
         self.arm_commands = 0  # arm trajectories accepted from the controller topic since start
         self.scheduling = "not started"
         self.suggested = ""
-        self._reset_layout(self.params["seed"])
+        self._reset_layout(self.params.seed)
 
         self.joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, DEFAULT)
         self.image_pub = self.create_publisher(Image, topics.CAMERA_IMAGE, SENSOR)
         self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", SENSOR)
-        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.params["publish_clock"] else None
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.params.publish_clock else None
         self.create_subscription(JointTrajectory, topics.ARM_CONTROLLER, self.on_arm, COMMANDS)
         self.create_subscription(JointTrajectory, topics.GRIPPER_CONTROLLER, self.on_gripper, COMMANDS)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
@@ -120,7 +100,7 @@ class WidowXSim(Node):
 
     # --- layout and task ------------------------------------------------------------------------------
     def _reset_layout(self, seed: int) -> None:
-        family = self.get_parameter("family").value or None
+        family = self.settings.value.family or None
         self.workcell.reset(seed=seed, family=family)
         self.suggested = self.workcell.task.instruction
         self.arm = TrajectoryFollower(self.workcell.q_target)
@@ -152,7 +132,7 @@ class WidowXSim(Node):
             self._start_episode(msg.data)
 
     def on_reset(self, _request, response):
-        seed = self.get_parameter("seed").value
+        seed = self.settings.value.seed
         with self.lock:
             self._reset_layout(seed)
         self.set_parameters([Parameter("seed", value=seed + 1)])
@@ -179,7 +159,7 @@ class WidowXSim(Node):
         return points, (stamp if stamp > 0 else None)
 
     def on_arm(self, msg: JointTrajectory) -> None:
-        parsed = self._trajectory(msg, list(JOINT_NAMES))
+        parsed = self._trajectory(msg, list(ARM_JOINTS))
         if parsed:
             with self.lock:
                 self.arm.command(self.now_s(), *parsed)
@@ -197,9 +177,9 @@ class WidowXSim(Node):
 
     # --- physics loop ---------------------------------------------------------------------------------
     def physics_loop(self) -> None:
-        self.scheduling = request_realtime(self.params["thread_priority"])
+        self.scheduling = request_realtime(self.params.thread_priority)
         self.get_logger().info(f"physics thread: {self.scheduling}")
-        period = self.params["physics_period"]
+        period = self.params.physics_period
         next_joint = next_camera = 0.0
         wall_start, sim_start = time.monotonic(), self.sim_time
         deadline = wall_start
@@ -215,10 +195,10 @@ class WidowXSim(Node):
                     self.get_logger().info(f"task '{self.episode['task']}' succeeded after "
                                            f"{self.sim_time - self.episode['started']:.1f} s")
                 if self.sim_time >= next_joint:
-                    next_joint = max(next_joint + 1.0 / self.params["joint_state_rate"], self.sim_time)
+                    next_joint = max(next_joint + 1.0 / self.params.joint_state_rate, self.sim_time)
                     self.publish_joint_states()
                 if self.sim_time >= next_camera:
-                    next_camera = max(next_camera + 1.0 / self.params["camera_rate"], self.sim_time)
+                    next_camera = max(next_camera + 1.0 / self.params.camera_rate, self.sim_time)
                     if self._frame_due.is_set():
                         self.frames_skipped += 1
                     self._frame_due.set()
@@ -241,7 +221,7 @@ class WidowXSim(Node):
         """Render each due frame from a copy of the scene; the EGL context lives and dies in this thread."""
         import mujoco  # noqa: PLC0415
 
-        camera, height, width = self.params["camera"], self.params["image_height"], self.params["image_width"]
+        camera, height, width = self.params.camera, self.params.image_height, self.params.image_width
         renderer = mujoco.Renderer(self.workcell.model, height, width)
         slowest, window_start = 0.0, time.monotonic()
         try:
@@ -277,9 +257,9 @@ class WidowXSim(Node):
         image = Image(height=fields.height, width=fields.width, encoding=fields.encoding, step=fields.step,
                       data=fields.data)
         image.header.stamp = stamp
-        image.header.frame_id = f"{self.params['camera']}_camera"
+        image.header.frame_id = f"{self.params.camera}_camera"
         self.image_pub.publish(image)
-        fovy = math.radians(float(self.workcell.model.cam(self.params["camera"]).fovy[0]))
+        fovy = math.radians(float(self.workcell.model.cam(self.params.camera).fovy[0]))
         focal = fields.height / 2.0 / math.tan(fovy / 2.0)
         info = CameraInfo(height=fields.height, width=fields.width, distortion_model="plumb_bob")
         info.header = image.header

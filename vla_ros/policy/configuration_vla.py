@@ -18,6 +18,8 @@ PROPRIO_DIM = 6  # arm joint positions (waist … wrist_rotate), radians
 class VLAConfig:
     """Architecture, input layout, vocabulary and the statistics the policy was trained with."""
 
+    # release name of a shipped policy ("v5"; its model card is README.md next to the weights); "" when trained locally
+    version: str = ""
     # inputs
     image_size: int = 128
     image_grid: int = 4  # the CNN turns a frame into image_grid × image_grid visual tokens
@@ -28,7 +30,7 @@ class VLAConfig:
     film: bool = True  # FiLM-condition the CNN on the mean instruction state (configs without the key: False)
     # > 0: FiLM also reads this many learned attention pools over the word pieces (InstructionQueries), so the
     # condition can tell the block to move from the block below; 0 (configs without the key): the mean only.
-    # The shipped model has 2 (session 11, trained with the role loss; docs/policy.md).
+    # The shipped model (policy v5) has 2, trained with the role loss (docs/policy.md).
     film_queries: int = 2
     grounding_head: bool = True  # training-only head: where the named objects stand (configs without it: False)
     use_proprio: bool = True

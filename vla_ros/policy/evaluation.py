@@ -1,7 +1,8 @@
-"""Closed-loop evaluation in the simulated workcell: success per task family, with the design's sliding window.
+"""Closed-loop evaluation in the simulated workcell: success per task family, through the graph's control loop.
 
-Each replanning point renders the camera, generates one chunk, decodes it with the policy's
-tokenizer and executes its first `execute` steps (3 of 8), then replans. Seeds:
+Episodes run in `vla_ros.sim.rollout`: the chunk executor and the safety gate with the graph's settings, on
+simulated time; the policy is asked for a chunk whenever the executor adopts one (every `execute_steps` ticks,
+every tick with blending). Success rates carry Wilson 95 % intervals per family. Seeds:
 
     train       seed i, family i mod 4: the episodes `vla-ros data generate --seed 0` recorded
     unseen      seeds from 1 000 000 (never used for data), training phrasings
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,6 @@ from vla_ros.sim.tasks import FAILURE_MODES, FAMILIES, blocks_in_hand, failure_m
 SPLITS = ("train", "paraphrase", "unseen")
 SEED_BASE = {"train": 0, "unseen": 1_000_000, "paraphrase": 2_000_000}
 WORKCELL_SPLIT = {"train": "train", "unseen": "train", "paraphrase": "heldout"}
-EXECUTE_STEPS = 3
 
 
 @dataclass
@@ -37,6 +38,8 @@ class EpisodeResult:
     chance: float  # success probability of doing a random task of the right family in this scene
     plans: list[str] = field(default_factory=list)
     failure: str = ""  # why it failed, one of sim.tasks.FAILURE_MODES ("" on success)
+    holds: int = 0  # times the executor held the arm (no chunk covering the tick)
+    vetoes: dict[str, int] = field(default_factory=dict)  # the safety gate's holds, by rule
     offset_mm: float | None = None  # place / stack: the moved block's final distance from the reference's centre
 
 
@@ -66,97 +69,42 @@ def chance_of_family(family: str, blocks: int, receptacles: int) -> float:
     return 1.0 / max(1, choices)
 
 
-class PolicyActor:
-    """Sliding-window control with a learned policy: one chunk per replanning point, first `execute` steps run."""
+def run_policy_episode(workcell, source, seed: int, family: str, *, executor=None, safety=None,
+                       max_steps: int = 80, on_frame=None) -> EpisodeResult:
+    """One closed-loop episode through the shared rollout; `source` is a chunk source, None = scripted expert."""
+    from vla_ros.sim.rollout import expert_rollout, rollout
 
-    def __init__(self, runner, execute: int = EXECUTE_STEPS, plan: bool = False, blank_instruction: bool = False,
-                 temperature: float | None = None, seed: int = 0, blend: bool = False, blend_decay: float = 0.5):
-        self.runner = runner
-        self.execute = execute
-        # Temporal ensembling as the executor's blend:=true does with a free-running policy: a chunk every step,
-        # each step the ensemble of the chunks whose first `execute` steps cover it.
-        self.blend, self.blend_decay = blend, blend_decay
-        self.plan = plan
-        self.blank = blank_instruction
-        self.temperature = temperature
-        self.rng = np.random.default_rng(seed)
+    hand = HandWatch()
 
-    def chunk(self, observation, instruction: str) -> tuple[np.ndarray, str]:
-        """Decoded actions [8, 7] for the observation, and the plan text ('' without a plan)."""
-        text = "" if self.blank else instruction
-        generated = self.runner.infer(observation.image[None], [text], observation.joint_pos[None], plan=self.plan,
-                                      temperature=self.temperature, rng=self.rng)
-        actions = self.runner.tokenizer.decode(generated.tokens)[0]
-        plan = self.runner.plan_text(generated.plans[0]) if generated.plans else ""
-        return actions, plan
+    def on_step(observation, plan):
+        hand.see(workcell)
+        if on_frame is not None:
+            on_frame(observation, plan)
 
-
-def run_episode(workcell, actor, seed: int, family: str, max_steps: int = 80, on_frame=None) -> EpisodeResult:
-    """One closed-loop episode; `actor` is a `PolicyActor` or None for the scripted expert."""
-    from vla_ros.sim.expert import ScriptedExpert
-
-    observation = workcell.reset(seed, family=family)
-    task = workcell.task
+    if source is None:
+        run = expert_rollout(workcell, seed, family=family, executor=executor, safety=safety, max_steps=max_steps,
+                             record=False, on_step=on_step)
+    else:
+        run = rollout(workcell, source, seed, family=family, executor=executor, safety=safety, max_steps=max_steps,
+                      on_step=on_step)
     layout = workcell.layout
     blocks = len(layout.block_colours())
     receptacles = sum(layout.has(r) for r in ("plate", "towel"))
-    result = EpisodeResult(seed=seed, family=task.family, instruction=task.instruction, success=False, steps=0,
-                           inferences=0, candidates=blocks, chance=chance_of_family(task.family, blocks, receptacles))
-    expert = ScriptedExpert() if actor is None else None
-    hand = HandWatch()
-    if actor is not None and actor.blend:
-        return hand.finish(_run_blended(workcell, actor, observation, task, result, max_steps, on_frame, hand),
-                           workcell)
-    while result.steps < max_steps and not result.success:
-        if expert is not None:
-            action, phase = expert.act(workcell)
-            actions, plan = [action], phase
-        else:
-            actions, plan = actor.chunk(observation, task.instruction)
-            actions = actions[: actor.execute]
-            result.inferences += 1
-            result.plans.append(plan)
-        for index, action in enumerate(actions):
-            last = index == len(actions) - 1
-            observation = workcell.step(action, render=(expert is None and last) or on_frame is not None)
-            hand.see(workcell)
-            result.steps += 1
-            if on_frame is not None:
-                on_frame(observation, plan)
-            if workcell.success():
-                result.success = True
-                break
-            if result.steps >= max_steps:
-                break
-        if expert is None and not result.success and observation.image is None:
-            observation = workcell.observe()
+    result = EpisodeResult(seed=seed, family=run.task.family, instruction=run.task.instruction, success=run.success,
+                           steps=run.steps, inferences=run.inferences, candidates=blocks,
+                           chance=chance_of_family(run.task.family, blocks, receptacles), plans=run.plans,
+                           holds=run.holds, vetoes=run.vetoes)
     return hand.finish(result, workcell)
-
-
-def _run_blended(workcell, actor, observation, task, result: EpisodeResult, max_steps: int, on_frame,
-                 hand: HandWatch) -> EpisodeResult:
-    from vla_ros.core.executor import ensemble
-
-    chunks: list[tuple[int, np.ndarray]] = []  # (step the chunk starts at, actions), oldest first
-    while result.steps < max_steps and not result.success:
-        actions, plan = actor.chunk(observation, task.instruction)
-        result.inferences += 1
-        result.plans.append(plan)
-        chunks = [(start, a) for start, a in chunks if result.steps - start < actor.execute] + [(result.steps, actions)]
-        action = ensemble([a[result.steps - start] for start, a in chunks], actor.blend_decay)
-        observation = workcell.step(action, render=True)
-        hand.see(workcell)
-        result.steps += 1
-        if on_frame is not None:
-            on_frame(observation, plan)
-        result.success = bool(workcell.success())
-    return result
 
 
 def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, blank_instruction: bool = False,
              plan: bool = False, videos: int = 0, temperature: float | None = None, seed: int = 0,
-             max_steps: int = 80, progress: bool = True, label: str = "", blend: bool = False) -> dict:
-    """Run `episodes` closed-loop episodes (families in turn) and summarize; `runner` None = scripted expert."""
+             max_steps: int = 80, progress: bool = True, label: str = "", executor=None, safety=None) -> dict:
+    """Run `episodes` closed-loop episodes (families in turn) and summarize; `runner` None = scripted expert.
+
+    `executor` and `safety` are the graph's settings (ExecutorSettings, SafetySettings; defaults when None), so an
+    evaluation runs the control loop and gate the graph runs.
+    """
     from tqdm import tqdm
 
     from vla_ros.sim.video import annotate, write_video
@@ -164,8 +112,10 @@ def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, 
 
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
-    actor = None if runner is None else PolicyActor(runner, plan=plan, blank_instruction=blank_instruction,
-                                                    temperature=temperature, seed=seed, blend=blend)
+    from vla_ros.sim.rollout import PolicyChunks
+
+    source = None if runner is None else PolicyChunks(runner, plan=plan, blank_instruction=blank_instruction,
+                                                      temperature=temperature, seed=seed)
     results: list[EpisodeResult] = []
     started = time.perf_counter()
     image_size = runner.config.image_size if runner is not None else 128
@@ -178,11 +128,11 @@ def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, 
 
             def on_frame(observation, plan_text, frames=frames):
                 frame = workcell.render(size=(256, 256))
-                caption = "" if actor is not None and actor.blank else workcell.task.instruction
+                caption = "" if blank_instruction and source is not None else workcell.task.instruction
                 frames.append(annotate(frame, caption or "(blank instruction)", observation.step, plan_text))
 
-            result = run_episode(workcell, actor, SEED_BASE[split] + index, family, max_steps,
-                                 on_frame if record else None)
+            result = run_policy_episode(workcell, source, SEED_BASE[split] + index, family, executor=executor,
+                                        safety=safety, max_steps=max_steps, on_frame=on_frame if record else None)
             results.append(result)
             if record:
                 final = annotate(workcell.render(size=(256, 256)), result.instruction, result.steps,
@@ -200,8 +150,10 @@ def summarize(results: list[EpisodeResult], split: str, label: str, seconds: flo
     per_family = {}
     for family in families:
         rows = [r for r in results if r.family == family]
-        per_family[family] = {"episodes": len(rows), "successes": int(sum(r.success for r in rows)),
+        successes = int(sum(r.success for r in rows))
+        per_family[family] = {"episodes": len(rows), "successes": successes,
                               "success_rate": float(np.mean([r.success for r in rows])),
+                              "wilson95": list(wilson_interval(successes, len(rows))),
                               "mean_steps": float(np.mean([r.steps for r in rows])),
                               "chance": float(np.mean([r.chance for r in rows])),
                               "failures": failure_counts(rows)}
@@ -213,6 +165,8 @@ def summarize(results: list[EpisodeResult], split: str, label: str, seconds: flo
         "chance_over_families": float(np.mean([v["chance"] for v in per_family.values()])) if per_family else 0.0,
         "per_family": per_family, "seconds": round(seconds, 1),
         "inferences": int(sum(r.inferences for r in results)),
+        "holds": int(sum(r.holds for r in results)),
+        "vetoes_by_rule": dict(sorted(sum((Counter(r.vetoes) for r in results), Counter()).items())),
     }
 
 
@@ -237,6 +191,17 @@ def failure_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % by default): (low, high), never (p, p) at 0 or n."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denominator
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def mean_over_families_ci95(per_family: dict) -> float:
     """Half-width of the normal-approximation 95 % interval of the mean over families: each family's rate is a
     binomial proportion over its own episodes, and the families are independent. 100 episodes (25 per family)
@@ -250,14 +215,19 @@ def mean_over_families_ci95(per_family: dict) -> float:
 def markdown_table(summaries: list[dict]) -> str:
     """One row per evaluation, one column per family, plus the mean over families."""
     families = sorted({f for s in summaries for f in s["per_family"]})
-    lines = ["| run | split | " + " | ".join(families) + " | mean over families (± 95 % interval) |",
+    lines = ["| run | split | " + " | ".join(f"{f} (n; Wilson 95 %)" for f in families)
+             + " | mean over families (± 95 % interval) |",
              "|---|---|" + "---|" * len(families) + "---|"]
     for s in summaries:
-        cells = [f"{s['per_family'][f]['success_rate']:.0%} ({s['per_family'][f]['successes']}/"
-                 f"{s['per_family'][f]['episodes']})" if f in s["per_family"] else "–" for f in families]
+        cells = [_family_cell(s["per_family"][f]) if f in s["per_family"] else "–" for f in families]
         lines.append(f"| {s['label']} | {s['split']} | " + " | ".join(cells) + f" | **{s['mean_over_families']:.1%}** "
                      f"± {s.get('mean_over_families_ci95', 0.0):.1%} |")
     return "\n".join(lines) + "\n"
+
+
+def _family_cell(row: dict) -> str:
+    low, high = row.get("wilson95") or wilson_interval(row["successes"], row["episodes"])
+    return f"{row['success_rate']:.0%} ({row['successes']}/{row['episodes']}; {low:.0%}–{high:.0%})"
 
 
 def write_results(out_dir: Path, summary: dict, results: list[EpisodeResult]) -> None:

@@ -30,7 +30,7 @@ OPSET = 17
 PREFIX_INPUTS = ("images", "text_states", "text_mask", "proprio", "proprio_present", "start_ids")
 STEP_INPUTS = ("ids", "position")
 # The graphs' interface, stamped into their metadata: bumped whenever inputs or outputs change, so that an
-# export of the same weights by an older version (session 11 and before: the cache stacked in one tensor)
+# export of the same weights by an older version (before 2026-11-25: the cache stacked in one tensor)
 # is refused at start-up instead of failing at its first step.
 EXPORT_FORMAT = "cache-per-layer-1"
 

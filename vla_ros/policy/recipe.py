@@ -18,7 +18,7 @@ class TrainRecipe:
     proprio_dropout: float = 0.1  # share of samples without joint positions (the node may have none)
     shift_pixels: int = 4  # random image translation, pixels
     paraphrase: bool = True
-    extra_phrasings: bool = True  # also the EXTRA_TRAIN_TEMPLATES phrasings (sim/tasks.py); shipped since session 11
+    extra_phrasings: bool = True  # also the EXTRA_TRAIN_TEMPLATES phrasings (sim/tasks.py); shipped since policy v5
     terse: bool = False  # also the training phrasings without "the" / "block" (training_data.terse_variants)
     chunk_loss_weight: float = 1.0  # auxiliary regression of the normalized chunk (training only)
     grounding_loss_weight: float = 1.0  # auxiliary regression of the named objects' table positions

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_ros.sim.kinematics import rot_y, rot_z, rotation_to_rpy
+from vla_ros.robot.kinematics import rot_y, rot_z, rotation_to_rpy
 from vla_ros.sim.workcell import Workcell
 
 PHASES = ("reach", "grasp", "lift", "move", "place", "release", "push")

@@ -1,110 +1,176 @@
-"""Run one episode in the workcell with any policy and keep what a data set or a video needs."""
+"""The in-process driver: the pipeline's control loop and safety gate on the workcell, on simulated time.
+
+Evaluation, tokenizer fidelity, `vla-ros sim run` and data generation all run episodes here, through the
+same `ControlLoop` (sliding window or temporal ensembling, end-effector integration, holds) and `SafetyGate`
+the graph's chunk_executor and safety_monitor run. What differs from the graph is only transport and timing:
+a chunk source is asked for a chunk exactly when the executor is about to adopt one, from an observation
+taken at that tick, and its answer arrives with no delay; the gate's forwarded target is applied at the tick
+(the simulator node interpolates it over the command's reach time).
+
+A chunk source maps an observation and an instruction to actions [H, 7] (and a plan text): a learned policy
+with its tokenizer (`PolicyChunks`), the scripted expert one step at a time (`ExpertChunks`), or the expert's
+look-ahead through a tokenizer (`vla_ros.tokenizers.fidelity`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 import numpy as np
 
+from vla_ros.core.action_chunks import ActionChunk
+from vla_ros.core.action_tokens import task_hash
+from vla_ros.core.executor import ExecutorSettings
+from vla_ros.core.safety.gate import FORWARD, HOLD, JointSnapshot
+from vla_ros.core.safety.rules import ArmCommand
+from vla_ros.core.settings import CONTROL_PERIOD_S
+from vla_ros.core.stages.control import ControlLoop
+from vla_ros.core.stages.gate import POLICY_LEASE, SafetySettings, build_gate
 from vla_ros.sim.expert import PHASES, ScriptedExpert
 from vla_ros.sim.tasks import Task
 from vla_ros.sim.workcell import Observation, Workcell
 
 MAX_EPISODE_STEPS = 80
+NS = 1_000_000_000
 
 
-class Policy(Protocol):
-    """Anything that maps an observation and an instruction to a 7-D action (team convention)."""
+class ChunkSource(Protocol):
+    """Actions [H, 7] for an observation and an instruction, and the plan text ('' without one)."""
 
-    def __call__(self, observation: Observation, instruction: str) -> np.ndarray: ...
+    def chunk(self, observation: Observation, instruction: str) -> tuple[np.ndarray, str]: ...
 
 
-class ExpertPolicy:
-    """The scripted expert behind the `Policy` interface; remembers the phase of its last action."""
+class ExpertChunks:
+    """The scripted expert as a chunk source: one action per chunk (run with execute_steps 1)."""
 
-    def __init__(self, workcell: Workcell) -> None:
-        self.workcell = workcell
+    def __init__(self, workcell: Workcell, perturb: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.workcell, self.perturb = workcell, perturb
         self.expert = ScriptedExpert()
-        self.last_phase: str | None = None
+        self.label: np.ndarray | None = None  # the expert's own action, before any perturbation
+        self.phase: str | None = None
 
-    def __call__(self, observation: Observation, instruction: str) -> np.ndarray:
-        action, self.last_phase = self.expert.act(self.workcell)
-        return action
+    def chunk(self, observation: Observation, instruction: str) -> tuple[np.ndarray, str]:
+        action, self.phase = self.expert.act(self.workcell)
+        self.label = np.asarray(action, dtype=np.float32).reshape(7)
+        executed = self.label if self.perturb is None else self.perturb(self.label)
+        return np.asarray(executed, dtype=np.float64)[None], self.phase
+
+
+class PolicyChunks:
+    """A learned policy (a `PolicyRunner`) and its tokenizer as a chunk source."""
+
+    def __init__(self, runner, *, plan: bool = False, blank_instruction: bool = False,
+                 temperature: float | None = None, seed: int = 0):
+        self.runner, self.plan, self.blank, self.temperature = runner, plan, blank_instruction, temperature
+        self.rng = np.random.default_rng(seed)
+
+    def chunk(self, observation: Observation, instruction: str) -> tuple[np.ndarray, str]:
+        text = "" if self.blank else instruction
+        generated = self.runner.infer(observation.image[None], [text], observation.joint_pos[None], plan=self.plan,
+                                      temperature=self.temperature, rng=self.rng)
+        actions = self.runner.tokenizer.decode(generated.tokens)[0]
+        return actions, (self.runner.plan_text(generated.plans[0]) if generated.plans else "")
+
+
+def expert_rollout(workcell: Workcell, seed: int, *, task: Task | None = None, family: str | None = None,
+                   perturb: Callable[[np.ndarray], np.ndarray] | None = None, executor: ExecutorSettings | None = None,
+                   safety: SafetySettings | None = None, max_steps: int = MAX_EPISODE_STEPS, record: bool = True,
+                   on_step: Callable[[Observation, str], None] | None = None) -> Rollout:
+    """The scripted expert, one action per tick (its label recorded; with `perturb`, a perturbed copy executed)."""
+    executor = replace(executor or ExecutorSettings(), execute_steps=1, blend=False)
+    return rollout(workcell, ExpertChunks(workcell, perturb), seed, task=task, family=family, executor=executor,
+                   safety=safety, max_steps=max_steps, record=record, on_step=on_step)
 
 
 @dataclass
-class EpisodeRecord:
-    """Observations before each action, the actions, and the outcome."""
+class Rollout:
+    """One episode: its outcome, and (with `record`) the observation before each executed action."""
 
     seed: int
     task: Task
-    observations: list[Observation] = field(default_factory=list)
-    actions: list[np.ndarray] = field(default_factory=list)
-    phases: list[int] = field(default_factory=list)  # index into PHASES, -1 when the policy has none
     success: bool = False
+    steps: int = 0
+    inferences: int = 0
+    holds: int = 0
+    vetoes: dict[str, int] = field(default_factory=dict)
+    plans: list[str] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)  # what the source chose (the expert's label)
+    phases: list[int] = field(default_factory=list)  # index into PHASES, -1 when the source has none
 
 
-class ActionNoise:
-    """DART-style perturbation of executed actions (Laskey et al., 2017): the demonstrator's own
-    action is recorded as the label, a perturbed copy is executed, so the data set holds the
-    states a slightly-off learner reaches and the expert's correction from each of them.
+def _snapshot(workcell: Workcell, now: float) -> JointSnapshot:
+    return JointSnapshot(workcell.joint_positions(), workcell.joint_velocities(), workcell.gripper_state(), None, now)
 
-    The noise comes in bursts: each step starts one with probability `burst_probability`; a burst
-    adds one random offset (standard deviation `sigma_m` per axis, `sigma_rad` in yaw) to the
-    position and yaw deltas for `burst_steps` steps, pushing the arm a few centimetres off the
-    expert's path; between bursts the expert acts unperturbed, so it recovers and the episode ends
-    (constant noise of the same size keeps the expert from meeting its grasp tolerances). The
-    gripper command is never perturbed. Deterministic given `seed`.
+
+def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | None = None,
+            family: str | None = None, executor: ExecutorSettings | None = None,
+            safety: SafetySettings | None = None, max_steps: int = MAX_EPISODE_STEPS, record: bool = False,
+            on_step: Callable[[Observation, str], None] | None = None) -> Rollout:
+    """Reset the workcell with `seed` (and `task` or a task `family`), run until success or `max_steps` ticks.
+
+    Tick k happens at simulated time k·period. Before it, when the executor is about to adopt a chunk, the
+    source is asked for one from the observation at that instant; the control loop's command then passes the
+    gate (the graph's settings unless given) and the forwarded targets drive the workcell for one period.
     """
-
-    def __init__(self, sigma_m: float, seed: int, sigma_rad: float | None = None, burst_probability: float = 0.2,
-                 burst_steps: int = 2, max_step_m: float = 0.03, max_step_rad: float = 0.3):
-        if not np.isfinite(sigma_m) or sigma_m < 0:
-            raise ValueError(f"noise sigma must be a finite non-negative number of metres, got {sigma_m!r}")
-        self.sigma_m = float(sigma_m)
-        self.sigma_rad = float(sigma_m * 8.0 if sigma_rad is None else sigma_rad)
-        self.burst_probability, self.burst_steps = float(burst_probability), int(burst_steps)
-        self.max_step_m, self.max_step_rad = max_step_m, max_step_rad
-        self.rng = np.random.default_rng(seed)
-        self.offset = np.zeros(4)
-        self.left = 0
-
-    def __call__(self, action: np.ndarray) -> np.ndarray:
-        if self.left == 0 and self.rng.random() < self.burst_probability:
-            self.offset = np.concatenate([self.rng.normal(0.0, self.sigma_m, 3),
-                                          self.rng.normal(0.0, self.sigma_rad, 1)])
-            self.left = self.burst_steps
-        executed = np.array(action, dtype=np.float32, copy=True)
-        if self.left > 0:
-            self.left -= 1
-            executed[:3] = np.clip(executed[:3] + self.offset[:3], -self.max_step_m, self.max_step_m)
-            executed[5] = np.clip(executed[5] + self.offset[3], -self.max_step_rad, self.max_step_rad)
-        return executed
-
-
-def run_episode(workcell: Workcell, policy: Policy, seed: int, task: Task | None = None,
-                family: str | None = None, max_steps: int = MAX_EPISODE_STEPS,
-                on_step: Callable[[Observation, np.ndarray], None] | None = None,
-                perturb: Callable[[np.ndarray], np.ndarray] | None = None) -> EpisodeRecord:
-    """Reset with `seed` (and `task` or a task `family`), act until success or `max_steps`.
-
-    `policy(observation, instruction) -> action7`; a `last_phase` attribute, when present, is recorded.
-    With `perturb` (e.g. `ActionNoise`), `perturb(action)` is executed and `action` recorded.
-    """
+    executor = executor or ExecutorSettings()
+    safety = safety or SafetySettings()
+    period = executor.control_period_s
     observation = workcell.reset(seed, task, family=family)
-    record = EpisodeRecord(seed=seed, task=workcell.task)
-    for _ in range(max_steps):
-        action = np.asarray(policy(observation, workcell.task.instruction), dtype=np.float32).reshape(7)
-        phase = getattr(policy, "last_phase", None)
-        record.observations.append(observation)
-        record.actions.append(action)
-        record.phases.append(PHASES.index(phase) if phase in PHASES else -1)
+    result = Rollout(seed=seed, task=workcell.task)
+    loop = ControlLoop(executor, workcell.kinematics)
+    loop.set_task(workcell.task.instruction)
+    chunk_task = task_hash(workcell.task.instruction)
+    gate = build_gate(safety, workcell.kinematics)
+    gate.active = True
+    gate.task_changed()
+    vetoes: dict[str, int] = {}
+    plan = ""
+    observed = 0  # the tick `observation` was taken at
+    for k in range(max_steps):
+        now = k * period
+        gate.update_joints(_snapshot(workcell, now))
+        loop.update_joint_positions(workcell.joint_positions(), now)
+        if loop.executor.wants_chunk():
+            if observed != k or observation.image is None:
+                observation, observed = workcell.observe(), k
+            actions, plan = source.chunk(observation, workcell.task.instruction)
+            loop.executor.add_chunk(ActionChunk(np.asarray(actions, np.float64), int(round(now * NS)),
+                                                CONTROL_PERIOD_S, chunk_task, "rollout"), received_s=now)
+            gate.touch(POLICY_LEASE, now)
+            result.inferences += 1
+            result.plans.append(plan)
+        output = loop.tick(now, now)
+        if output.targets is None:
+            result.holds += output.new_hold
+        else:
+            if record:
+                if observed != k:
+                    observation, observed = workcell.observe(), k
+                label = getattr(source, "label", None)
+                result.observations.append(observation)
+                result.actions.append(np.asarray(label if label is not None else output.step.action, np.float32))
+                phase = getattr(source, "phase", None)
+                result.phases.append(PHASES.index(phase) if phase in PHASES else -1)
+            stamp = output.step.chunk_stamp_s
+            decision = gate.evaluate_arm(ArmCommand(output.targets.arm, period, stamp), now, now)
+            if decision.kind in (FORWARD, HOLD):
+                workcell.set_arm_target(decision.positions)
+            if decision.kind == HOLD:
+                vetoes[decision.rule] = vetoes.get(decision.rule, 0) + 1
+                loop.vetoed()
+            gripper = gate.evaluate_gripper(output.targets.gripper, period, stamp, now, now)
+            if gripper.kind == FORWARD:
+                workcell.set_gripper_target(float(gripper.positions[0]))
+        observation = workcell.advance(period, render=False, count_step=True)
+        result.steps += 1
         if on_step is not None:
-            on_step(observation, action)
-        observation = workcell.step(action if perturb is None else perturb(action))
+            on_step(observation, plan)
         if workcell.success():
-            record.success = True
+            result.success = True
             break
-    record.observations.append(observation)  # the final observation, after the last action
-    return record
+    if record:
+        result.observations.append(workcell.observe())  # the final observation, after the last action
+    result.vetoes = vetoes
+    return result

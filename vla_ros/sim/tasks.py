@@ -67,7 +67,7 @@ HELDOUT_TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
 }
 # More training phrasings, used only by the policy's paraphrase augmentation (`vla-ros train --extra-phrasings`,
-# the default since session 11; `training_data.training_paraphrases`) and accepted by `parse_instruction`. Data sets and
+# the default since policy v5; `training_data.training_paraphrases`) and accepted by `parse_instruction`. Data sets and
 # evaluation episodes render their instruction from TRAIN_TEMPLATES alone: the count of those templates is part
 # of each seed's random draws, so adding a phrasing here changes no recorded episode, grounding label or
 # evaluation seed. They use none of the held-out synonyms and no fronted phrase ("on the plate, …"), and fit the

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vla_ros.core.settings import CONTROL_RATE_HZ
+
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
@@ -25,7 +27,7 @@ def annotate(frame: np.ndarray, instruction: str, step: int, status: str = "") -
     return canvas
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: float = 5.0) -> None:
+def write_video(path: Path, frames: list[np.ndarray], fps: float = CONTROL_RATE_HZ) -> None:
     """MP4 (H.264 through imageio-ffmpeg) or GIF, chosen by the file suffix."""
     import imageio.v2 as imageio
 

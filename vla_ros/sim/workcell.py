@@ -5,20 +5,22 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+from pathlib import Path
+
 import mujoco
 import numpy as np
 
-from vla_ros.sim.kinematics import ASSETS, JOINT_NAMES, ArmKinematics, IKResult, Pose, rot_y, rotmat_to_quat
+from vla_ros.core.settings import CONTROL_PERIOD_S
+from vla_ros.robot.kinematics import ArmKinematics, IKResult, Pose, rot_y, rotmat_to_quat
+from vla_ros.robot.wx250s import ARM_JOINTS, FINGER_OPEN, finger_position, gripper_opening
+from vla_ros.sim.settings import CAMERAS
 from vla_ros.sim.layout import BLOCK_SIZES, SceneLayout, sample_layout
 from vla_ros.sim.tasks import ObjectState, Task, WorldState, sample_task, task_success
 
-WORKCELL_MJCF = ASSETS / "workcell.xml"
-CONTROL_HZ = 5.0
-CONTROL_DT = 1.0 / CONTROL_HZ
-FINGER_CLOSED, FINGER_OPEN = 0.015, 0.037  # metres per finger, from the Interbotix URDF
+WORKCELL_MJCF = Path(__file__).resolve().parent / "assets" / "workcell.xml"  # includes the arm's MJCF
+CONTROL_DT = CONTROL_PERIOD_S  # one `step`: the data's control period
 HOME_POS = np.array([0.25, 0.0, 0.16])
 HOME_ROT = rot_y(np.pi / 2)  # gripper pointing straight down, fingers closing along y
-CAMERAS = ("over_shoulder", "front", "wrist")
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Observation:
     """What a policy sees after a step (image is None when rendering was skipped)."""
 
     image: np.ndarray | None  # uint8 [H,W,3]
-    joint_pos: np.ndarray  # [6] rad, JOINT_NAMES order
+    joint_pos: np.ndarray  # [6] rad, ARM_JOINTS order
     ee_pos: np.ndarray  # [3] m, base frame
     ee_quat: np.ndarray  # [4] (w, x, y, z)
     gripper: float  # measured opening, 1 = open, 0 = closed
@@ -48,10 +50,6 @@ class WorkcellState:
     last_ik: IKResult | None = None
 
 
-def finger_position(gripper: float) -> float:
-    return FINGER_CLOSED + float(np.clip(gripper, 0.0, 1.0)) * (FINGER_OPEN - FINGER_CLOSED)
-
-
 class Workcell:
     """The arm on a table with blocks, a plate, a towel and a can; one `step` is one 5 Hz control step."""
 
@@ -66,7 +64,8 @@ class Workcell:
         self.substeps = int(round(CONTROL_DT / self.model.opt.timestep))
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         model = self.model
-        self._arm_qpos = np.array([model.jnt_qposadr[model.joint(n).id] for n in JOINT_NAMES])
+        self._arm_qpos = np.array([model.jnt_qposadr[model.joint(n).id] for n in ARM_JOINTS])
+        self._arm_dof = np.array([model.jnt_dofadr[model.joint(n).id] for n in ARM_JOINTS])
         self._finger_qpos = model.jnt_qposadr[model.joint("left_finger").id]
         self._ee_site = model.site("ee").id
         self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -130,6 +129,17 @@ class Workcell:
         self.gripper_command = float(np.clip(action[6], 0.0, 1.0))
         return self.advance(CONTROL_DT, render=render, count_step=True)
 
+    def set_arm_target(self, q6: np.ndarray) -> None:
+        """Arm joint position target (what the arm controller receives), clamped to the limits."""
+        self.q_target = self.kinematics.clamp(np.asarray(q6, dtype=np.float64))
+        self.ee_target = Pose(*self.kinematics.fk(self.q_target))
+        self._apply_ctrl()
+
+    def set_gripper_target(self, opening: float) -> None:
+        """Gripper target as an opening, 0 (closed) .. 1 (open)."""
+        self.gripper_command = float(np.clip(opening, 0.0, 1.0))
+        self._apply_ctrl()
+
     def set_joint_targets(self, q6: np.ndarray, gripper: float) -> None:
         """Direct joint position command (what a trajectory controller would send); clamped to limits."""
         self.q_target = self.kinematics.clamp(np.asarray(q6, dtype=np.float64))
@@ -160,6 +170,9 @@ class Workcell:
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self._arm_qpos].copy()
 
+    def joint_velocities(self) -> np.ndarray:
+        return self.data.qvel[self._arm_dof].copy()
+
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """Measured end-effector position [3] and quaternion (w, x, y, z) in the base frame."""
         return (self.data.site_xpos[self._ee_site].copy(),
@@ -167,8 +180,7 @@ class Workcell:
 
     def gripper_state(self) -> float:
         """Measured finger opening, 0 = closed .. 1 = open."""
-        q = self.data.qpos[self._finger_qpos]
-        return float(np.clip((q - FINGER_CLOSED) / (FINGER_OPEN - FINGER_CLOSED), 0.0, 1.0))
+        return gripper_opening(self.data.qpos[self._finger_qpos])
 
     def _object_states(self) -> dict[str, ObjectState]:
         states = {}

@@ -1,7 +1,6 @@
 """Action tokenizers: continuous 7-D action chunks ⇄ discrete token ids (VQ-VAE, residual VQ, uniform bins).
 
-Names are imported lazily so that `vla-ros --help` (which imports `vla_ros.tokenizers.commands`)
-does not load torch.
+Names are imported lazily so that importing the package (or one light module of it) does not load torch.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from vla_ros.core.executor import ExecutorSettings
+
 
 @dataclass
 class TokenizerConfig:
@@ -51,7 +53,7 @@ class VQVAEConfig(TokenizerConfig):
     warmup_fraction: float = 0.2
     # Reconstruction weight of steps ≥ `executed_steps` relative to the first ones: the executor runs
     # the first 3 steps of a chunk and replans, so those are the ones whose precision matters.
-    executed_steps: int = 3
+    executed_steps: int = ExecutorSettings.execute_steps
     later_steps_weight: float = 0.1
     # Training-time augmentation, as the fraction of each batch it applies to. Closed-loop execution
     # meets chunks a successful demonstration never contains (a correction, then a retreat, then a

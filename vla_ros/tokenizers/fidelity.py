@@ -1,9 +1,9 @@
 """Closed-loop fidelity: the scripted expert's success when its chunks pass through a tokenizer.
 
-At every replanning point the expert's next `horizon` actions are simulated from a snapshot
-(`lookahead_actions`), optionally encoded and decoded, and the first `execute` steps are run
-in the workcell — the sliding window the stack uses. The baseline is the same loop on the raw
-actions, so any difference is the tokenizer's.
+Each chunk is the expert's next `horizon` actions, simulated from a snapshot (`lookahead_actions`), optionally
+encoded and decoded; the episode runs in `vla_ros.sim.rollout` (the graph's control loop and gate, the
+executor's `execute_steps` of each chunk). The baseline is the same loop on the raw actions, so any
+difference is the tokenizer's.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
-EXECUTE_STEPS = 3
-MAX_EPISODE_STEPS = 80
 
 ChunkTransform = Callable[[np.ndarray], np.ndarray]  # [H, 7] → [H, 7]
 
@@ -23,25 +20,29 @@ def round_trip(tokenizer) -> ChunkTransform:
     return lambda chunk: tokenizer.decode(tokenizer.encode(chunk[None]))[0]
 
 
-def run_closed_loop(workcell, expert, seed: int, family: str, transform: ChunkTransform | None, *,
-                    horizon: int = 8, execute: int = EXECUTE_STEPS, max_steps: int = MAX_EPISODE_STEPS) -> bool:
-    """One episode with replanning every `execute` steps; True when the task succeeded within `max_steps`."""
-    from vla_ros.sim.expert import lookahead_actions
+class LookaheadChunks:
+    """The expert's look-ahead chunk through `transform` (None = raw actions), as a rollout chunk source."""
 
-    workcell.reset(seed, family=family)
-    steps = 0
-    while steps < max_steps:
-        chunk, _ = lookahead_actions(workcell, expert, horizon)
-        if transform is not None:
-            chunk = transform(chunk)
-        for action in chunk[:execute]:
-            workcell.step(action, render=False)
-            steps += 1
-            if workcell.success():
-                return True
-            if steps >= max_steps:
-                break
-    return False
+    def __init__(self, workcell, transform: ChunkTransform | None, horizon: int = 8):
+        from vla_ros.sim.expert import ScriptedExpert
+
+        self.workcell, self.transform, self.horizon = workcell, transform, horizon
+        self.expert = ScriptedExpert()
+
+    def chunk(self, observation, instruction: str) -> tuple[np.ndarray, str]:
+        from vla_ros.sim.expert import lookahead_actions
+
+        chunk, _ = lookahead_actions(self.workcell, self.expert, self.horizon)
+        return (chunk if self.transform is None else self.transform(chunk)), ""
+
+
+def run_closed_loop(workcell, seed: int, family: str, transform: ChunkTransform | None, *, horizon: int = 8,
+                    executor=None) -> bool:
+    """One episode replanning every `executor.execute_steps` ticks; True when the task succeeded."""
+    from vla_ros.sim.rollout import rollout
+
+    return rollout(workcell, LookaheadChunks(workcell, transform, horizon), seed, family=family,
+                   executor=executor).success
 
 
 def closed_loop_fidelity(episodes: Sequence, transforms: dict[str, ChunkTransform | None], *, split: str = "train",
@@ -52,18 +53,15 @@ def closed_loop_fidelity(episodes: Sequence, transforms: dict[str, ChunkTransfor
     """
     from tqdm import tqdm
 
-    from vla_ros.sim.expert import ScriptedExpert
     from vla_ros.sim.workcell import Workcell
 
-    expert = ScriptedExpert()
     results: dict[str, dict] = {}
     with Workcell(render=False, split=split) as workcell:
         bar = tqdm(total=len(episodes) * len(transforms), desc="closed loop", unit="ep", disable=not progress)
         for name, transform in transforms.items():
             outcomes = []
             for episode in episodes:
-                outcomes.append(run_closed_loop(workcell, expert, episode.seed, episode.family, transform,
-                                                horizon=horizon))
+                outcomes.append(run_closed_loop(workcell, episode.seed, episode.family, transform, horizon=horizon))
                 bar.update(1)
             families = sorted({e.family for e in episodes})
             per_family = {

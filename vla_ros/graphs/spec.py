@@ -108,15 +108,12 @@ def parse_value(text: str, like: Any) -> Any:
 
 def default_config_dir() -> Path:
     """config/ of the source tree (editable install), else share/vla_ros/config of an installed package."""
-    source = Path(__file__).resolve().parents[2] / "config"
-    if source.is_dir():
-        return source
-    try:
-        from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
+    from vla_ros.core.resources import package_roots  # noqa: PLC0415
 
-        return Path(get_package_share_directory(PACKAGE)) / "config"
-    except Exception:  # no ament index: nothing else to try
-        return source
+    for root in package_roots():
+        if (root / "config").is_dir():
+            return root / "config"
+    return Path(__file__).resolve().parents[2] / "config"
 
 
 def available_graphs(config_dir: Path | None = None) -> list[str]:

@@ -1,4 +1,4 @@
-"""The `replay` backend: a recorded episode's actions through the tokenizer, no learned model.
+"""The `episode` token source: a recorded episode's actions through the tokenizer, no learned model.
 
 The chunk at control step k is actions[k:k+8] of the episode (past its end: hold still with the
 last gripper value, the tokenizer's chunking convention), so the rest of the pipeline can be
@@ -14,7 +14,7 @@ import numpy as np
 from vla_ros.policy.modeling_vla import PolicyLoadError
 
 
-class ReplayRunner:
+class EpisodeTokenSource:
     """Token chunks of one recorded episode, indexed by control step."""
 
     def __init__(self, data_dir: str | Path, episode: int, tokenizer_dir: str | Path):
@@ -29,9 +29,9 @@ class ReplayRunner:
         try:
             episodes = load_episodes(data_dir, successful_only=False, with_images=False)
         except (FileNotFoundError, OSError, KeyError) as exc:
-            raise PolicyLoadError(f"replay data {data_dir} is not a readable data set: {exc}") from None
+            raise PolicyLoadError(f"episode data {data_dir} is not a readable data set: {exc}") from None
         if not 0 <= episode < len(episodes):
-            raise PolicyLoadError(f"replay episode {episode} is outside the data set's {len(episodes)} episodes "
+            raise PolicyLoadError(f"episode {episode} is outside the data set's {len(episodes)} episodes "
                                   f"(0 … {len(episodes) - 1})")
         chosen = episodes[episode]
         self.instruction = chosen.instruction
@@ -40,9 +40,17 @@ class ReplayRunner:
         hold[..., 6] = chosen.actions[-1, 6]
         self.tokens = self.tokenizer.encode(np.concatenate([chunks, hold]))  # last row: after the episode
 
+    image_size = None  # the chunk depends on the frame's time, not its pixels
+
     @property
     def identity(self) -> str:
         return self.tokenizer.identity
+
+    def generate(self, rgb, task, joints, *, frame_time_s: float, temperature: float, plan: bool, rng):
+        """The chunk of the control step at or after the frame (`core.scheduling.episode_step`)."""
+        from vla_ros.core.scheduling import episode_step
+
+        return self.tokens_at(episode_step(frame_time_s)), ""
 
     @property
     def steps(self) -> int:

@@ -1,4 +1,4 @@
-"""`vla-ros say` and `vla-ros launch`."""
+"""`vla-ros launch`: start a graph's nodes, a process each, without a ROS 2 distribution's launch system."""
 
 from __future__ import annotations
 
@@ -9,19 +9,6 @@ from dataclasses import asdict
 
 
 def register(subparsers) -> None:
-    say = subparsers.add_parser(
-        "say",
-        help="publish one instruction on /vla/instruction",
-        description="Publish one instruction on /vla/instruction, wait until a subscriber has matched, and print "
-        "what the instruction listener made of it (the accepted task, or the reason it was rejected).",
-    )
-    say.add_argument("text", help='the instruction, e.g. "pick up the red block" (or "stop")')
-    say.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a subscriber (default 10)")
-    say.add_argument(
-        "--no-confirm", action="store_true", help="only publish; do not wait for the listener's answer"
-    )
-    say.set_defaults(func=_say)
-
     launch = subparsers.add_parser(
         "launch",
         help="start a graph from config/GRAPH.yaml, one process per node",
@@ -42,17 +29,8 @@ def register(subparsers) -> None:
     launch.set_defaults(func=_launch)
 
 
-def _say(args: argparse.Namespace) -> int:
-    from vla_ros.commands.say import say  # noqa: PLC0415
-
-    if args.timeout <= 0:
-        print("vla-ros say: --timeout must be a positive number of seconds", file=sys.stderr)
-        return 2
-    return say(args.text, args.timeout, confirm=not args.no_confirm)
-
-
 def _launch(args: argparse.Namespace) -> int:
-    from vla_ros.core.graph import (  # noqa: PLC0415
+    from vla_ros.graphs.spec import (  # noqa: PLC0415
         GraphError,
         available_graphs,
         load_graph,
@@ -73,7 +51,7 @@ def _launch(args: argparse.Namespace) -> int:
         if args.print_plan:
             print(json.dumps([asdict(node) for node in nodes], indent=2))
             return 0
-        from vla_ros.commands.launcher import run_graph  # noqa: PLC0415
+        from vla_ros.graphs.processes import run_graph  # noqa: PLC0415
 
         return run_graph(nodes, grace_s=args.grace)
     except GraphError as exc:

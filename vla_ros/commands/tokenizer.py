@@ -9,8 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
-from vla_ros.commands.arguments import non_negative_int as _non_negative_int
-from vla_ros.commands.arguments import positive_int as _positive_int
+from vla_ros.commands.argument_types import non_negative_int, positive_int
 
 KINDS = ("vqvae", "rvq", "bins")
 
@@ -30,11 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--data", type=Path, required=True, help="data set directory holding dataset.hdf5 (or the file)")
     train.add_argument("--kind", choices=KINDS, required=True, help="tokenizer kind")
     train.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
-    train.add_argument("--steps", type=_non_negative_int, default=None,
+    train.add_argument("--steps", type=non_negative_int, default=None,
                        help="optimizer steps for vqvae/rvq (default 8000; ignored for bins)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    train.add_argument("--levels", type=_positive_int, default=None, help="rvq only: quantizer levels (default 2)")
-    train.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    train.add_argument("--levels", type=positive_int, default=None, help="rvq only: quantizer levels (default 2)")
+    train.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     train.set_defaults(func=_train)
 
     compare = sub.add_parser(
@@ -47,9 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--heldout", type=Path, required=True, help="held-out data set directory")
     compare.add_argument("--tokenizers", type=Path, nargs="+", required=True, help="tokenizer directories")
     compare.add_argument("--out", type=Path, required=True, help="markdown file to write; the JSON goes next to it")
-    compare.add_argument("--fidelity-episodes", type=_non_negative_int, default=None,
+    compare.add_argument("--fidelity-episodes", type=non_negative_int, default=None,
                          help="held-out episodes replayed in closed loop (default all; 0 skips closed-loop fidelity)")
-    compare.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    compare.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     compare.set_defaults(func=_compare)
 
     export = sub.add_parser(

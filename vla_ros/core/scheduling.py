@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vla_ros.core.settings import CONTROL_RATE_HZ
+
 INFER, NO_TASK, NO_IMAGE, STALE, RATE_LIMITED = "infer", "no_task", "no_image", "stale", "rate_limited"
 
 
@@ -35,8 +37,8 @@ def decide(task: str, image_sequence: int, used_sequence: int, image_age_s: floa
     return Decision(INFER)
 
 
-def replay_step(elapsed_s: float, control_hz: float = 5.0) -> int:
-    """The replay backend's chunk index for a frame taken `elapsed_s` after the task started.
+def episode_step(elapsed_s: float, control_hz: float = CONTROL_RATE_HZ) -> int:
+    """The episode backend's chunk index for a frame taken `elapsed_s` after the task started.
 
     The first control step at or after the frame: the executor runs the chunk's step i in the interval
     [stamp + i·dt, stamp + (i+1)·dt), so with ticks on the task's 5 Hz grid recorded step k + i runs at

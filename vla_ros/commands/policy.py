@@ -10,8 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from vla_ros.commands.arguments import non_negative_float as _non_negative_float
-from vla_ros.commands.arguments import positive_int as _positive_int
+from vla_ros.commands.argument_types import non_negative_float, positive_int
 
 SPLITS = ("train", "paraphrase", "unseen")
 BACKENDS = ("builtin-torch", "builtin-onnx")
@@ -32,18 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--tokenizer", type=Path, required=True,
                        help="action tokenizer directory (e.g. models/tokenizers/vqvae)")
     train.add_argument("--out", type=Path, required=True, help="output policy directory (created if missing)")
-    train.add_argument("--steps", type=_positive_int, default=defaults.steps,
+    train.add_argument("--steps", type=positive_int, default=defaults.steps,
                        help=f"optimizer steps (default {defaults.steps})")
-    train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
+    train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
                        help=f"samples per step (default {defaults.batch_size})")
     train.add_argument("--lr", type=float, default=defaults.learning_rate,
                        help=f"peak learning rate (default {defaults.learning_rate})")
     train.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
-    train.add_argument("--threads", type=_positive_int, default=defaults.threads,
+    train.add_argument("--threads", type=positive_int, default=defaults.threads,
                        help=f"torch CPU threads (default {defaults.threads})")
-    train.add_argument("--eval-every", type=_positive_int, default=defaults.eval_every,
+    train.add_argument("--eval-every", type=positive_int, default=defaults.eval_every,
                        help=f"validate every N steps (default {defaults.eval_every})")
-    train.add_argument("--checkpoint-every", type=_positive_int, default=defaults.checkpoint_every,
+    train.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every,
                        help=f"write OUT/checkpoint.pt every N steps (default {defaults.checkpoint_every})")
     train.add_argument("--no-paraphrase", action="store_true",
                        help="train on the recorded instruction only (no paraphrase augmentation)")
@@ -60,14 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     evaluate = subparsers.add_parser(
         "eval", help="closed-loop success of a policy in the simulated workcell",
-        description="Roll a policy out in the simulated workcell (in-process, MuJoCo), replanning every 3 steps "
-                    "with 8-step chunks, over N episodes with the task families in turn. Writes OUT/results.json, "
+        description="Roll a policy out in the simulated workcell (in-process, MuJoCo, simulated time) through the "
+                    "graph's chunk executor and safety gate (settings from --graph), over N episodes with the task families in turn. Writes OUT/results.json, "
                     "OUT/results.md (success per task family), OUT/success.png and a few rollout videos in "
                     "OUT/videos/. Splits: 'train' = the training seeds, 'unseen' = new seeds with training "
                     "phrasings, 'paraphrase' = new seeds with held-out phrasings.")
     evaluate.add_argument("--policy", required=True,
                           help="policy directory (from 'vla-ros train'), or 'expert' for the scripted expert")
-    evaluate.add_argument("--episodes", type=_positive_int, required=True, help="number of episodes")
+    evaluate.add_argument("--episodes", type=positive_int, required=True, help="number of episodes")
     evaluate.add_argument("--split", choices=SPLITS, required=True, help="which seeds and phrasings")
     evaluate.add_argument("--blank-instruction", action="store_true",
                           help="give the policy an empty instruction (the language ablation)")
@@ -77,13 +76,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "weighted mean of the chunks covering it (default: plain switching, 3 steps per chunk)")
     evaluate.add_argument("--backend", choices=BACKENDS, default="builtin-torch",
                           help="inference backend (default builtin-torch)")
-    evaluate.add_argument("--temperature", type=_non_negative_float, default=None,
+    evaluate.add_argument("--temperature", type=non_negative_float, default=None,
                           help="sampling temperature (default: the policy's, 0.1; 0 = greedy)")
     evaluate.add_argument("--videos", type=int, default=4, help="episodes to record as MP4 (default 4)")
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    evaluate.add_argument("--threads", type=_positive_int, default=1, help="CPU threads (default 1)")
+    evaluate.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1)")
     evaluate.add_argument("--out", type=Path, default=None,
                           help="output directory (default runs/eval/<policy>_<split>[_blank][_plan])")
+    evaluate.add_argument("--graph", default="widowx",
+                          help="graph whose chunk_executor and safety_monitor settings the rollout uses (name under "
+                               "config/ or a YAML path; default widowx)")
+    evaluate.add_argument("--arg", dest="graph_args", nargs="+", default=[], metavar="NAME:=VALUE",
+                          help="graph arguments, as for `vla-ros launch`, e.g. execute_steps:=4")
     evaluate.set_defaults(func=_eval)
 
     export = subparsers.add_parser(
@@ -153,9 +157,18 @@ def _eval(args: argparse.Namespace) -> int:
     out = args.out or Path("runs/eval") / f"{name}_{args.split}{suffix}"
     label = (f"{name}{' (blank instruction)' if args.blank_instruction else ''}{' + plan' if args.plan else ''}"
              f"{' + blend' if args.blend else ''}")
+    from dataclasses import replace
+
+    from vla_ros.graphs.pipeline import PipelineError, pipeline_settings
+
+    try:
+        settings = pipeline_settings(args.graph, args.graph_args)
+    except PipelineError as exc:
+        raise SystemExit(f"vla-ros eval: {exc}")
+    executor = replace(settings.executor, blend=True) if args.blend else settings.executor
     summary = evaluate(runner, args.split, args.episodes, out_dir=out, blank_instruction=args.blank_instruction,
                        plan=args.plan, videos=args.videos, temperature=args.temperature, seed=args.seed, label=label,
-                       blend=args.blend)
+                       executor=executor, safety=settings.safety)
     print(markdown_table([summary]))
     print(failure_table(summary))
     print(f"wrote {out}/results.json, results.md, success.png and {min(args.videos, args.episodes)} videos "

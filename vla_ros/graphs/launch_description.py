@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vla_ros.core.graph import load_graph, resolve_graph
+from vla_ros.graphs.spec import load_graph, resolve_graph
 
 
 def generate_graph_launch_description(graph_file: str | Path):

@@ -1,4 +1,4 @@
-"""Forward and inverse kinematics of the wx250s from its MJCF, using MuJoCo's own Jacobians.
+"""Forward and inverse kinematics of the wx250s from its MJCF (`robot/assets/wx250s.xml`), with MuJoCo's Jacobians.
 
 Usable without a scene: the real-arm executor feeds it joint states from the robot.
 """
@@ -12,9 +12,10 @@ from typing import NamedTuple
 import mujoco
 import numpy as np
 
+from vla_ros.robot.wx250s import ARM_JOINTS
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 ARM_MJCF = ASSETS / "wx250s.xml"
-JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
 EE_SITE = "ee"
 
 
@@ -91,7 +92,7 @@ class ArmKinematics:
         self.model = model if model is not None else mujoco.MjModel.from_xml_path(str(ARM_MJCF))
         self.data = mujoco.MjData(self.model)
         self.site_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, EE_SITE)
-        joint_ids = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in JOINT_NAMES]
+        joint_ids = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in ARM_JOINTS]
         self.qpos_idx = np.array([self.model.jnt_qposadr[j] for j in joint_ids])
         self.dof_idx = np.array([self.model.jnt_dofadr[j] for j in joint_ids])
         self.joint_limits = np.array([self.model.jnt_range[j] for j in joint_ids])  # [6,2] rad

@@ -1,4 +1,4 @@
-"""`vla-ros data generate|info` and `vla-ros sim run`: demonstrations and watchable rollouts in the workcell."""
+"""`vla-ros data generate|info`: scripted-expert demonstrations recorded in the workcell, and what a data set holds."""
 
 from __future__ import annotations
 
@@ -7,16 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from vla_ros.commands.arguments import non_negative_float as _non_negative_float
-from vla_ros.commands.arguments import positive_int as _positive_int
-from vla_ros.commands.arguments import unit_float as _unit_float
-from vla_ros.sim.video import VIDEO_SUFFIXES
-
-# Policies `sim run --policy NAME` can use: NAME -> factory(workcell) -> policy(observation, instruction) -> action7.
-# The policy team adds theirs here (keep imports inside the factory so --help stays instant).
-POLICY_FACTORIES = {
-    "expert": lambda workcell: __import__("vla_ros.sim.rollout", fromlist=["ExpertPolicy"]).ExpertPolicy(workcell),
-}
+from vla_ros.commands.argument_types import non_negative_float, positive_int, unit_float
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,23 +20,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Record scripted-expert demonstrations in the simulated workcell into DIR/dataset.hdf5 "
                     "(robomimic layout), with DIR/generation.json (success rates, time, size) and DIR/preview.png. "
                     "Episode i uses seed SEED+i and task family i mod 4, so the output depends only on the seed.")
-    gen.add_argument("--episodes", type=_positive_int, required=True, help="number of episodes to record")
+    gen.add_argument("--episodes", type=positive_int, required=True, help="number of episodes to record")
     gen.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
     gen.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    gen.add_argument("--workers", type=_positive_int, default=1,
+    gen.add_argument("--workers", type=positive_int, default=1,
                      help="worker processes writing shards that are merged in order (default 1)")
-    gen.add_argument("--image-size", type=_positive_int, default=128, help="camera image size in pixels (default 128)")
+    gen.add_argument("--image-size", type=positive_int, default=128, help="camera image size in pixels (default 128)")
     gen.add_argument("--camera", default="over_shoulder", choices=("over_shoulder", "front", "wrist"),
                      help="camera to record (default over_shoulder, like BridgeData's)")
     gen.add_argument("--split", default="train", choices=("train", "heldout"),
                      help="which instruction paraphrases to use: training or held-out templates (default train)")
-    gen.add_argument("--max-steps", type=_positive_int, default=80, help="step limit per episode (default 80)")
-    gen.add_argument("--noise", type=_non_negative_float, default=0.0, metavar="METRES",
+    gen.add_argument("--max-steps", type=positive_int, default=80, help="step limit per episode (default 80)")
+    gen.add_argument("--noise", type=non_negative_float, default=0.0, metavar="METRES",
                      help="DART perturbation: execute the expert's actions with correlated position noise of this "
                           "standard deviation per step (and 8x as much yaw noise, in radians), recording the "
                           "unperturbed actions, so the data shows recoveries (default 0: none; 0.006 for the "
                           "shipped model's data)")
-    gen.add_argument("--noisy-share", type=_unit_float, default=0.75, metavar="SHARE",
+    gen.add_argument("--noisy-share", type=unit_float, default=0.75, metavar="SHARE",
                      help="share of the episodes recorded with --noise, chosen from the seed (default 0.75)")
     gen.add_argument("--force", action="store_true", help="overwrite an existing data set in --out")
     gen.add_argument("--bags", action="store_true",
@@ -63,27 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     info.set_defaults(func=_info)
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
-
-    sim = subparsers.add_parser("sim", help="run policies in the simulated WidowX 250 workcell",
-                                description="Run policies in the simulated WidowX 250 workcell (MuJoCo).")
-    sim_sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
-    run = sim_sub.add_parser(
-        "run", help="roll out a policy on a task and write a video",
-        description="Roll out a policy on one task in the workcell, print whether it succeeded, and optionally "
-                    "write an MP4/GIF of the camera view with the instruction and step drawn on it.")
-    run.add_argument("--task", help="instruction, e.g. 'put the red block on the plate' (default: sampled from the "
-                                    "seed)")
-    run.add_argument("--policy", default="expert", choices=sorted(POLICY_FACTORIES),
-                     help="policy to run (default expert)")
-    run.add_argument("--seed", type=int, default=0, help="layout seed (default 0)")
-    run.add_argument("--video", type=Path, help="write the rollout to this .mp4 or .gif")
-    run.add_argument("--video-size", type=_positive_int, default=320, help="video frame size in pixels (default 320)")
-    run.add_argument("--camera", default="over_shoulder", choices=("over_shoulder", "front", "wrist"),
-                     help="camera for the policy and the video (default over_shoulder)")
-    run.add_argument("--image-size", type=_positive_int, default=128, help="policy image size (default 128)")
-    run.add_argument("--max-steps", type=_positive_int, default=80, help="step limit (default 80)")
-    run.set_defaults(func=_run)
-    sim.set_defaults(func=lambda args: (sim.print_help(), 2)[1])
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -154,41 +124,3 @@ def _info(args: argparse.Namespace) -> int:
         for i, dim in enumerate(("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")):
             print(f"  {dim:8s}" + "".join(f"{stats[k][i]:10.4f}" for k in ("q01", "q99", "mean", "std")))
     return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    if args.video is not None and args.video.suffix.lower() not in VIDEO_SUFFIXES:
-        raise SystemExit(f"vla-ros sim run: --video {args.video} must end in .mp4 or .gif")
-    from vla_ros.sim.tasks import parse_instruction
-
-    task = None
-    if args.task:
-        try:
-            task = parse_instruction(args.task)
-        except ValueError as exc:
-            raise SystemExit(f"vla-ros sim run: {exc}")
-    from vla_ros.sim.rollout import run_episode
-    from vla_ros.sim.video import annotate, write_video
-    from vla_ros.sim.workcell import Workcell
-
-    frames = []
-    with Workcell(image_size=args.image_size, camera=args.camera, render=True) as workcell:
-        policy = POLICY_FACTORIES[args.policy](workcell)
-
-        def capture(observation, action) -> None:
-            if args.video is not None:
-                frame = workcell.render(size=(args.video_size, args.video_size))
-                frames.append(annotate(frame, workcell.task.instruction, observation.step,
-                                       getattr(policy, "last_phase", "") or ""))
-
-        record = run_episode(workcell, policy, args.seed, task=task, max_steps=args.max_steps, on_step=capture)
-        if args.video is not None:
-            final = workcell.render(size=(args.video_size, args.video_size))
-            status = "SUCCESS" if record.success else "failed"
-            frames.extend([annotate(final, workcell.task.instruction, workcell.step_count, status)] * 5)
-            write_video(args.video, frames)
-    print(json.dumps({"instruction": record.task.instruction, "family": record.task.family, "seed": args.seed,
-                      "policy": args.policy, "success": record.success, "steps": len(record.actions),
-                      "video": str(args.video) if args.video else None}))
-    return 0 if record.success else 1

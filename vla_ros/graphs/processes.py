@@ -1,14 +1,16 @@
-"""`vla-ros launch`: start a graph's nodes, a process each, without a ROS 2 distribution's launch system.
+"""Running a graph's nodes as processes, without a ROS 2 distribution's launch system.
 
-Mirrors what `ros2 launch` does with the same graph file: one process per node with its name,
+`run_graph` mirrors what `ros2 launch` does with the same graph file: one process per node with its name,
 parameters and remappings; output prefixed with the node name; Ctrl-C stops everything; a required
-node's exit stops the graph; the exit code is non-zero when any node failed.
+node's exit stops the graph; the exit code is non-zero when any node failed. `LaunchedGraph` runs
+`vla-ros launch` itself in a subprocess, for the demo, the benchmarks and the multi-process tests.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,10 +22,10 @@ from pathlib import Path
 
 import yaml
 
-from vla_ros.core.graph import PACKAGE, GraphError, ResolvedNode
+from vla_ros.graphs.spec import PACKAGE, GraphError, ResolvedNode
 
 
-def node_command(node: ResolvedNode, params_dir: Path) -> list[str]:
+def node_command_line(node: ResolvedNode, params_dir: Path) -> list[str]:
     """The command line that runs one node of the graph."""
     module = f"{PACKAGE}.nodes.{node.executable}"
     if node.package != PACKAGE or importlib.util.find_spec(module) is None:
@@ -43,7 +45,7 @@ def node_command(node: ResolvedNode, params_dir: Path) -> list[str]:
 
 @dataclass
 class RunningNode:
-    spec: ResolvedNode
+    node: ResolvedNode
     process: subprocess.Popen
     reader: threading.Thread
     returncode: int | None = None
@@ -62,7 +64,7 @@ class GraphLauncher:
         self._stop = threading.Event()
         self._print_lock = threading.Lock()
 
-    def say(self, text: str) -> None:
+    def report(self, text: str) -> None:
         with self._print_lock:
             print(f"[vla-ros launch] {text}", file=self.out, flush=True)
 
@@ -77,7 +79,7 @@ class GraphLauncher:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
-        commands = [(node, node_command(node, params_dir)) for node in self.nodes]  # all errors before any start
+        commands = [(node, node_command_line(node, params_dir)) for node in self.nodes]  # all errors before any start
         for node, command in commands:
             process = subprocess.Popen(
                 command,
@@ -90,7 +92,7 @@ class GraphLauncher:
             reader = threading.Thread(target=self._pump, args=(node.name, process.stdout), daemon=True)
             reader.start()
             self.running.append(RunningNode(node, process, reader))
-            self.say(f"started {node.name} (pid {process.pid})")
+            self.report(f"started {node.name} (pid {process.pid})")
 
     def request_stop(self, *_args) -> None:
         self._stop.set()
@@ -113,7 +115,7 @@ class GraphLauncher:
             if sig != signal.SIGINT:
                 for member in alive:
                     member.escalated.append(signal.Signals(sig).name)
-                self.say(f"{', '.join(m.spec.name for m in alive)} did not stop: sending {signal.Signals(sig).name}")
+                self.report(f"{', '.join(m.node.name for m in alive)} did not stop: sending {signal.Signals(sig).name}")
             self._signal_all(sig, alive)
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline and any(m.process.poll() is None for m in alive):
@@ -128,14 +130,14 @@ class GraphLauncher:
                 if code is None or index in reported:
                     continue
                 reported.add(index)
-                self.say(f"{member.spec.name} exited with code {code}")
-                if member.spec.required:
-                    self.say(f"{member.spec.name} is required: stopping the graph")
+                self.report(f"{member.node.name} exited with code {code}")
+                if member.node.required:
+                    self.report(f"{member.node.name} is required: stopping the graph")
                     return
             if len(reported) == len(self.running):
                 return
             time.sleep(0.05)
-        self.say("stopping the graph")
+        self.report("stopping the graph")
 
     def failures(self) -> list[str]:
         failed = []
@@ -145,7 +147,7 @@ class GraphLauncher:
             # A node we asked to stop with SIGINT may end on the signal itself: that is a clean stop.
             clean = code == 0 or (member.stopped_by_us and not member.escalated and code == -signal.SIGINT)
             if not clean:
-                failed.append(f"{member.spec.name} (exit code {code})")
+                failed.append(f"{member.node.name} (exit code {code})")
         return failed
 
 
@@ -168,7 +170,56 @@ def run_graph(nodes: list[ResolvedNode], grace_s: float = 5.0) -> int:
             signal.signal(sig, handler)
     failed = launcher.failures()
     if failed:
-        launcher.say(f"failed: {', '.join(failed)}")
+        launcher.report(f"failed: {', '.join(failed)}")
         return 1
-    launcher.say("all nodes stopped cleanly")
+    launcher.report("all nodes stopped cleanly")
     return 0
+
+
+class LaunchedGraph:
+    """`vla-ros launch GRAPH args…` in a subprocess, its output captured line by line."""
+
+    def __init__(self, graph: str, *arguments: str, echo: bool = False, grace_s: float = 5.0):
+        self.echo = echo
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vla_ros.cli", "launch", graph, *arguments, "--grace", str(grace_s)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if self.echo:
+                print(f"  {line}", end="", flush=True)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def pid(self, node: str, timeout_s: float = 30.0) -> int:
+        """The process id `vla-ros launch` reported for a node."""
+        deadline = time.monotonic() + timeout_s
+        pattern = re.compile(rf"started {re.escape(node)} \(pid (\d+)\)")
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                match = pattern.search(line)
+                if match:
+                    return int(match.group(1))
+            time.sleep(0.05)
+        raise TimeoutError(f"{node} was never started:\n{self.output}")
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            code = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._reader.join(timeout=5)
+        return code

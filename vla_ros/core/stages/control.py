@@ -1,7 +1,7 @@
-"""One control tick of the chunk executor: sliding window → EE integration → joint targets, or a hold.
+"""The control-loop stage: sliding window → EE integration → joint targets, or a hold, one tick at a time.
 
-The `chunk_executor` node and the offline replay (`vla-ros replay`) both run this, so a bag replayed
-offline takes exactly the decisions the live node takes. Two clocks: `now_s` is the clock of the
+Every driver runs this one object: the `chunk_executor` node, offline replay (`vla-ros replay`) and the
+in-process rollout (evaluation, tokenizer fidelity, data generation), so each takes the same decisions. Two clocks: `now_s` is the clock of the
 observation stamps (ROS time), `now_mono` measures ages and hold durations (monotonic in the node; the
 bag's clock offline).
 """
@@ -12,16 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vla_ros.core import topics
+from vla_ros.core.action_chunks import ChunkError
 from vla_ros.core.action_tokens import task_hash
+from vla_ros.core.messages import MessageKit, read_chunk
 from vla_ros.core.ee_integration import EndEffectorIntegrator, JointTargets
-from vla_ros.core.executor import ChunkExecutor, ExecutorConfig, Step
-
-
-@dataclass(frozen=True)
-class ControlSettings:
-    executor: ExecutorConfig
-    joint_state_timeout_s: float = 0.5  # hold when the newest joint state is older
-    reanchor_after_s: float = 1.0  # after holding this long, integrate from the measured joints again
+from vla_ros.core.executor import ChunkExecutor, ExecutorSettings, Step
+from vla_ros.robot.wx250s import ARM_JOINTS, GRIPPER_COMMAND_JOINT, joint_values
 
 
 @dataclass(frozen=True)
@@ -39,10 +36,10 @@ class ControlOutput:
 
 
 class ControlLoop:
-    def __init__(self, settings: ControlSettings, integrator: EndEffectorIntegrator | None = None):
+    def __init__(self, settings: ExecutorSettings, kinematics):
         self.settings = settings
-        self.executor = ChunkExecutor(settings.executor)
-        self.integrator = integrator or EndEffectorIntegrator()
+        self.executor = ChunkExecutor(settings)
+        self.integrator = EndEffectorIntegrator(kinematics)
         self.joint_positions: np.ndarray | None = None
         self.joint_mono: float = -np.inf
         self.hold_since: float | None = None
@@ -56,18 +53,35 @@ class ControlLoop:
         """The gate held the arm where it is: integrate from there, not from the vetoed target."""
         self.integrator.release()
 
-    def update_joints(self, names, positions, now_mono: float, arm_joints) -> None:
+    def update_joints(self, names, positions, now_mono: float) -> None:
         """Keep the arm joints of a JointState (ignored unless complete and finite)."""
-        index = {name: i for i, name in enumerate(names)}
-        if not all(name in index for name in arm_joints) or len(positions) < len(names):
-            return
-        values = np.array([positions[index[name]] for name in arm_joints], dtype=np.float64)
+        values = joint_values(names, positions, ARM_JOINTS)
+        if values is not None:
+            self.update_joint_positions(values, now_mono)
+
+    def update_joint_positions(self, positions: np.ndarray, now_mono: float) -> None:
+        """Keep measured arm joint positions (ARM_JOINTS order), unless some are not finite."""
+        values = np.asarray(positions, dtype=np.float64)
         if np.all(np.isfinite(values)):
             self.joint_positions, self.joint_mono = values, now_mono
 
+    def on_chunk(self, msg, received_s: float) -> str | None:
+        """Queue an /vla/action_chunk message; returns why it was refused, or None."""
+        try:
+            return self.executor.add_chunk(read_chunk(msg), received_s=received_s)
+        except ChunkError as exc:
+            return str(exc)
+
+    def command_messages(self, output: ControlOutput, messages: MessageKit) -> list:
+        """The tick's /vla/arm_command and /vla/gripper_command (one point each, stamped with the observation)."""
+        period = self.settings.control_period_s
+        return [(topics.ARM_COMMAND, messages.joint_command(ARM_JOINTS, output.targets.arm, period, output.stamp_ns)),
+                (topics.GRIPPER_COMMAND, messages.joint_command([GRIPPER_COMMAND_JOINT], [output.targets.gripper],
+                                                                period, output.stamp_ns))]
+
     def tick(self, now_s: float, now_mono: float) -> ControlOutput:
         step = self.executor.tick(now_s)
-        fresh = self.joint_positions is not None and now_mono - self.joint_mono < self.settings.joint_state_timeout_s
+        fresh = self.joint_positions is not None and now_mono - self.joint_mono < self.settings.joint_state_timeout
         if step.hold or not fresh:
             return self._hold(step, step.reason if step.hold else "no fresh /joint_states", now_mono)
         if not self.integrator.anchored:
@@ -81,6 +95,6 @@ class ControlLoop:
         new = self.hold_since is None
         if new:
             self.hold_since = now_mono
-        elif now_mono - self.hold_since > self.settings.reanchor_after_s:
+        elif now_mono - self.hold_since > self.settings.reanchor_after:
             self.integrator.release()
         return ControlOutput(None, step, reason, new)

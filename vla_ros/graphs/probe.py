@@ -1,4 +1,4 @@
-"""Running a graph as a subprocess and talking to it from a private rclpy context.
+"""Talking to a running graph from a private rclpy context.
 
 Used by `vla-ros demo`, the benchmarks and the multi-process tests alike: each waits for discovery by
 matched counts, never by fixed sleeps.
@@ -7,11 +7,6 @@ matched counts, never by fixed sleeps.
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from typing import Callable
 
@@ -71,52 +66,3 @@ class ProbeNode:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-
-
-class GraphProcess:
-    """`vla-ros launch GRAPH args…` in a subprocess, its output captured line by line."""
-
-    def __init__(self, graph: str, *arguments: str, echo: bool = False, grace_s: float = 5.0):
-        self.echo = echo
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "vla_ros.cli", "launch", graph, *arguments, "--grace", str(grace_s)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-            if self.echo:
-                print(f"  {line}", end="", flush=True)
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def pid(self, node: str, timeout_s: float = 30.0) -> int:
-        """The process id `vla-ros launch` reported for a node."""
-        deadline = time.monotonic() + timeout_s
-        pattern = re.compile(rf"started {re.escape(node)} \(pid (\d+)\)")
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                match = pattern.search(line)
-                if match:
-                    return int(match.group(1))
-            time.sleep(0.05)
-        raise TimeoutError(f"{node} was never started:\n{self.output}")
-
-    def stop(self, timeout_s: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            code = self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        self._reader.join(timeout=5)
-        return code

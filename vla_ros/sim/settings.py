@@ -1,0 +1,27 @@
+"""widowx_sim's settings (no MuJoCo import: the node's parameter table is generated from them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vla_ros.core.settings import Settings, one_of, positive, setting
+
+CAMERAS = ("over_shoulder", "front", "wrist")
+FAMILY_CHOICES = ("", "pick", "place", "stack", "push")
+
+
+@dataclass(frozen=True)
+class SimSettings(Settings):
+    seed: int = setting(0, "Layout seed used by the next /widowx_sim/reset (then incremented).", read_only=False)
+    family: str = setting("", "Task family of the suggested task at reset ('' = any of pick, place, stack, push).",
+                          read_only=False, check=one_of(*FAMILY_CHOICES))
+    camera: str = setting("over_shoulder", "Workcell camera: over_shoulder, front or wrist.", check=one_of(*CAMERAS))
+    image_width: int = setting(128, "Camera image width in pixels.", check=positive)
+    image_height: int = setting(128, "Camera image height in pixels.", check=positive)
+    camera_rate: float = setting(10.0, "Camera frames per second.", check=positive)
+    joint_state_rate: float = setting(50.0, "/joint_states messages per second.", check=positive)
+    physics_period: float = setting(0.01, "Simulated seconds advanced per loop iteration.", check=positive)
+    publish_clock: bool = setting(False, "Publish /clock with the simulated time (use use_sim_time elsewhere).")
+    thread_priority: int = setting(45, "SCHED_FIFO priority of the physics thread (1-99; 0 = normal scheduling), "
+                                   "below the executor's control thread.",
+                                   check=lambda v: None if 0 <= v <= 99 else "must lie in 0..99")
