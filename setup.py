@@ -16,6 +16,11 @@ NODES = (
     "widowx_sim",
     "bag_player",
     "vla_policy",
+    "robot_state",
+    "markers",
+    "viewer",
+    "grounding_probe",
+    "teleop",
 )
 
 # What vla_ros imports at run time (requirements/stack.txt pins the tested versions for `make setup`). The floors
@@ -39,19 +44,28 @@ INSTALL_REQUIRES = [
     "matplotlib>=3",
     "tqdm>=4",
     "PyYAML>=6",
+    "pyarrow>=26",  # LeRobotDataset parquet files (vla_ros/data/lerobot.py)
+    "rerun-sdk>=0.41",  # vla-ros view: the live viewer (its web viewer ships inside the wheel)
+    "msgpack>=1",  # openpi's wire format: the remote policy backend (vla_ros/serving/)
+    "websockets>=17",  # the remote policy backend's client
 ]
 # `pip install .[test]`, pinned in requirements/test.txt. mcap-ros2-support writes the independent .mcap bags.
-TEST_REQUIRES = ["pytest>=9", "hypothesis>=6", "pytest-rerunfailures>=16.3", "mcap-ros2-support>=0.6"]
+TEST_REQUIRES = ["pytest>=9", "hypothesis>=6", "pytest-rerunfailures>=16.3", "mcap-ros2-support>=0.6",
+                 "websockets>=17",  # the viewer's browser test drives Chromium over DevTools
+                 "datasets>=5",  # the LeRobot export test loads the parquet files with Hugging Face datasets
+                 "ray[serve]>=2.60"]  # the remote-inference tests start `vla-ros serve`
 
 setup(
     name=PACKAGE,
-    version="0.1.0",
+    version="0.2.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config/teleop", glob("config/teleop/*.yaml")),  # joystick mappings (not graphs)
+        (f"share/{PACKAGE}/config/import", glob("config/import/*.yaml")),  # bag → training set contracts
         # One entry per folder keeps models/<kind>/<name>/config.json files apart in share/.
         *(
             (f"share/{PACKAGE}/{folder}",
@@ -63,7 +77,8 @@ setup(
     package_data={PACKAGE: ["sim/assets/*", "sim/assets/**/*", "robot/assets/*", "robot/assets/**/*"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    # `vla-ros serve` and `--ray` need Ray Serve (~490 MB); a robot that only uses a remote policy does not.
+    extras_require={"test": TEST_REQUIRES, "serve": ["ray[serve]>=2.60"]},
     zip_safe=False,
     maintainer="vla_ros developers",
     maintainer_email="vla-ros@example.com",

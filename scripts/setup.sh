@@ -27,20 +27,21 @@ else
     say "no ROS 2 distribution sourced: using $($PYTHON --version) with the ROS 2 Kilted PyPI wheels."
 fi
 
-# --- Debian packages for headless MuJoCo rendering (EGL on the CPU through Mesa) ---------------------
+# --- Debian packages: headless MuJoCo rendering (EGL on the CPU through Mesa), and Chromium for the test that
+# --- looks at `vla-ros view` in a browser ------------------------------------------------------------------
 missing=()
-for pkg in libegl1 libgl1-mesa-dri; do
+for pkg in libegl1 libgl1-mesa-dri chromium; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else
-        die "Debian packages ${missing[*]} are needed for headless rendering; install them (apt-get install ${missing[*]}) and run make setup again."
+        die "Debian packages ${missing[*]} are needed (headless rendering, the viewer's browser test); install them (apt-get install ${missing[*]}) and run make setup again."
     fi
     say "installing Debian packages: ${missing[*]}"
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null \
-        || die "apt-get could not install ${missing[*]} (needed for headless rendering)."
+        || die "apt-get could not install ${missing[*]} (needed for headless rendering and the viewer's browser test)."
 else
-    say "Debian packages for headless rendering are present (libegl1, libgl1-mesa-dri)."
+    say "Debian packages are present (libegl1, libgl1-mesa-dri for headless rendering; chromium for the browser test)."
 fi
 
 # --- virtualenv and Python packages -------------------------------------------------------------------
@@ -65,7 +66,9 @@ if [ -z "${ROS_DISTRO:-}" ]; then
 fi
 install "the ML and simulation stack (torch 2.13.0 CPU, transformers, onnxruntime, MuJoCo, rosbags)" \
     -r requirements/stack.txt
+install "Ray Serve (vla-ros serve, --ray)" -r requirements/serve.txt -c requirements/stack.txt
 install "the test tools (pytest, hypothesis, pytest-rerunfailures, mcap-ros2-support)" -r requirements/test.txt
+install "openpi-client for the compatibility test (without its numpy<2 pin)" --no-deps -r requirements/test-no-deps.txt
 # With its dependencies, the pins as constraints: pip adds only vla_ros itself, and stops here if a pin
 # contradicts setup.py's install_requires or test extra.
 install "vla_ros (editable, with its test extra)" -e ".[test]" -c requirements/stack.txt -c requirements/test.txt

@@ -15,13 +15,17 @@ COMMAND_MODULES = (
     "vla_ros.commands.launch",  # launch
     "vla_ros.commands.doctor",  # doctor
     "vla_ros.commands.demo",  # demo
-    "vla_ros.commands.data",  # data generate|info
+    "vla_ros.commands.data",  # data generate|info|import|export
+    "vla_ros.commands.teleop",  # teleop --keyboard | --mode
+    "vla_ros.commands.demos",  # record-demos
     "vla_ros.commands.sim",  # sim run
     "vla_ros.commands.tokenizer",  # tokenizer train|compare|export-onnx
     "vla_ros.commands.bag",  # bag record|play|info
     "vla_ros.commands.replay",  # replay
     "vla_ros.commands.sanity",  # sanity replay-actions|policy-actions
     "vla_ros.commands.policy",  # train, eval, export-policy
+    "vla_ros.commands.view",  # view
+    "vla_ros.commands.serve",  # serve
 )
 
 

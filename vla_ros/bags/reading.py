@@ -130,6 +130,12 @@ class BagReader:
             return any(p.suffix == ".db3" for p in self.path.iterdir())
         return self.path.suffix == ".db3"
 
+    @property
+    def custom_data(self) -> dict[str, str]:
+        """The bag's custom_data (metadata.yaml): what `vla-ros record-demos` or `data generate --bags` wrote."""
+        metadata = getattr(getattr(self._reader, "storage", None), "metadata", None)
+        return dict(getattr(metadata, "custom", None) or {})
+
     def require_topics(self, topics: Iterable[str]) -> list[str]:
         """The given topics, each checked to be in the bag."""
         chosen = list(dict.fromkeys(topics))

@@ -209,6 +209,14 @@ class ReplayPipeline:
         self.latency.add("policy", started)
         if not self.policy.publishable(job):
             return
+        if generated.chunk is not None:  # a continuous chunk (remote backend): no decoder in the path
+            if generated.plan:
+                self.emit(topics.PLAN, now_ns, self.m.string(generated.plan))
+            self.emit(topics.ACTION_CHUNK, now_ns, generated.chunk)
+            self.gate.on_chunk(now_ns / NS)
+            reason = self.loop.on_chunk(generated.chunk, received_s=now_ns / NS)
+            self.counts["chunks_refused" if reason else "chunks_accepted"] += 1
+            return
         self.emit(topics.ACTION_TOKENS, now_ns, generated.tokens)
         if generated.plan:
             self.emit(topics.PLAN, now_ns, self.m.string(generated.plan))

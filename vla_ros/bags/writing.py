@@ -75,6 +75,10 @@ class BagWriter:
         )
         self.counts[topic] = 0
 
+    def set_custom_data(self, key: str, value: str) -> None:
+        """Set a custom_data entry of metadata.yaml (possible until the bag is closed, e.g. an episode's outcome)."""
+        self._writer.set_custom_data(key, str(value))
+
     def has_topic(self, topic: str) -> bool:
         return topic in self._connections
 

@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     gen.add_argument("--workers", type=positive_int, default=1,
                      help="worker processes writing shards that are merged in order (default 1)")
+    gen.add_argument("--ray", metavar="ADDRESS", default=None,
+                     help="run the episodes as tasks on this Ray cluster instead of --workers processes ('auto', "
+                          "HOST:PORT, ray://HOST:PORT, or 'local' to start one here); the data set is the same")
     gen.add_argument("--image-size", type=positive_int, default=128, help="camera image size in pixels (default 128)")
     gen.add_argument("--camera", default="over_shoulder", choices=("over_shoulder", "front", "wrist"),
                      help="camera to record (default over_shoulder, like BridgeData's)")
@@ -53,6 +56,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--all", action="store_true", help="include failed episodes in the statistics")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     info.set_defaults(func=_info)
+
+    imp = data_sub.add_parser(
+        "import", help="turn demonstration bags (or a LeRobot data set) into a training set",
+        description="Turn rosbag2 bags into a training set (DIR/dataset.hdf5, what vla-ros train reads): one episode "
+                    "per bag, between its start and stop marks. A YAML contract maps topics to features (default "
+                    "config/import/vla_ros.yaml: vla-ros record-demos and data generate --bags). Actions are the "
+                    "recorded 7-D commands at the control rate or, when a bag has only joint states, end-effector pose "
+                    "differences by forward kinematics; each step gets the newest frame and joint state at most "
+                    "tolerance_s older than it. A bad episode (missing topic, gap, stamps going backwards, wrong rate, "
+                    "stale frames, no instruction) is reported by name and reason and skipped; the data set appears "
+                    "only once complete. Writes OUT/import_report.json (speed, alignment error). --format lerobot "
+                    "reads a LeRobotDataset v3.0 or v2.1 directory instead. docs/demonstrations.md.")
+    imp.add_argument("sources", nargs="+", type=Path, metavar="BAG_OR_DIR",
+                     help="bags (directories with metadata.yaml, .mcap/.db3 files) or folders holding them; with "
+                          "--format lerobot, one LeRobot data set directory")
+    imp.add_argument("--out", type=Path, required=True, help="output data set directory")
+    imp.add_argument("--contract", type=Path, default=None,
+                     help="YAML contract of topics -> features (default config/import/vla_ros.yaml)")
+    imp.add_argument("--format", choices=("rosbag2", "lerobot"), default="rosbag2",
+                     help="what the sources are (default rosbag2)")
+    imp.add_argument("--camera", default=None,
+                     help="--format lerobot: the camera to use as the primary one (default the first)")
+    imp.add_argument("--image-size", type=positive_int, default=None,
+                     help="--format lerobot: centre-crop and resize frames to this size (bags: the contract's "
+                          "image_size)")
+    imp.add_argument("--force", action="store_true", help="replace an existing --out")
+    imp.set_defaults(func=_import)
+
+    exp = data_sub.add_parser(
+        "export", help="write a data set as a LeRobotDataset v3.0",
+        description="Write a data set (DIR/dataset.hdf5) as a LeRobotDataset v3.0: parquet files (pyarrow), H.264 MP4 "
+                    "videos per camera (libx264 through imageio-ffmpeg), meta/info.json, stats.json, tasks.parquet "
+                    "and episodes/. Features: observation.images.<camera>, observation.state (six joints + gripper "
+                    "opening), action (dx dy dz droll dpitch dyaw gripper), observation.ee_pos/ee_quat, phase. "
+                    "docs/demonstrations.md.")
+    exp.add_argument("dataset", type=Path, help="data set directory (holding dataset.hdf5) or the HDF5 file")
+    exp.add_argument("--format", choices=("lerobot",), required=True, help="output format")
+    exp.add_argument("--out", type=Path, required=True, help="output directory")
+    exp.add_argument("--crf", type=positive_int, default=18,
+                     help="H.264 constant rate factor: lower is closer to the frames, larger files (default 18)")
+    exp.add_argument("--force", action="store_true", help="replace an existing --out")
+    exp.set_defaults(func=_export)
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
 
 
@@ -69,10 +114,13 @@ def _generate(args: argparse.Namespace) -> int:
     if args.bags and (args.out / "bags").exists() and not args.force:
         raise SystemExit(f"vla-ros data generate: {args.out / 'bags'} already exists; "
                          f"choose another --out or pass --force to replace it")
-    summary = generate_dataset(args.out, args.episodes, seed=args.seed, workers=args.workers,
-                               image_size=args.image_size, camera=args.camera, split=args.split,
-                               max_steps=args.max_steps, bags=args.bags, bag_storage=args.bag_storage,
-                               noise=args.noise, noisy_share=args.noisy_share)
+    try:
+        summary = generate_dataset(args.out, args.episodes, seed=args.seed, workers=args.workers,
+                                   image_size=args.image_size, camera=args.camera, split=args.split,
+                                   max_steps=args.max_steps, bags=args.bags, bag_storage=args.bag_storage,
+                                   noise=args.noise, noisy_share=args.noisy_share, ray_address=args.ray)
+    except ConnectionError as exc:
+        raise SystemExit(f"vla-ros data generate: --ray: {exc}")
     print(f"wrote {summary['path']}: {summary['episodes']} episodes, {summary['successful']} successful "
           f"({summary['success_rate']:.1%}), {summary['samples']} steps, {summary['bytes'] / 1e6:.1f} MB "
           f"in {summary['seconds']:.0f} s")
@@ -123,4 +171,52 @@ def _info(args: argparse.Namespace) -> int:
         print("  dim      " + "".join(f"{k:>10s}" for k in ("q01", "q99", "mean", "std")))
         for i, dim in enumerate(("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")):
             print(f"  {dim:8s}" + "".join(f"{stats[k][i]:10.4f}" for k in ("q01", "q99", "mean", "std")))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from vla_ros.bags.errors import BagError
+    from vla_ros.data.contract import ContractError, load_contract
+    from vla_ros.data.importing import DatasetImportError, import_bags
+    from vla_ros.data.lerobot import LeRobotError, import_lerobot
+
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    try:
+        if args.format == "lerobot":
+            if len(args.sources) != 1 or args.contract is not None:
+                raise SystemExit("vla-ros data import: --format lerobot takes one data set directory and no --contract")
+            summary = import_lerobot(args.sources[0], args.out, force=args.force, camera=args.camera,
+                                     image_size=args.image_size, say=say)
+            print(f"wrote {args.out}: {summary['episodes']} episodes, {summary['samples']} steps from "
+                  f"{summary['source']} ({summary['codebase_version']})")
+            return 0
+        if args.camera or args.image_size:
+            raise SystemExit("vla-ros data import: --camera and --image-size apply to --format lerobot; for bags the "
+                             "contract names the cameras and the image size")
+        contract = load_contract(args.contract)
+        say(f"importing with {contract.source}")
+        report = import_bags(args.sources, args.out, contract, force=args.force, say=say)
+    except (ContractError, DatasetImportError, LeRobotError, BagError) as exc:
+        raise SystemExit(f"vla-ros data import: {exc}")
+    print(f"wrote {args.out}: {report['imported']} of {report['bags']} episodes "
+          f"({report['dataset']['samples']} steps) in {report['seconds']:.1f} s "
+          f"({report['episodes_per_minute']} episodes/min, {report['megabytes_per_second']} MB/s of bag); frames "
+          f"{report['frame_age_ms']['mean']:.0f} ms (p95 {report['frame_age_ms']['p95']:.0f}, max "
+          f"{report['frame_age_ms']['max']:.0f}) before their control steps; {len(report['skipped'])} skipped")
+    return 0 if report["imported"] else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from vla_ros.data.importing import DatasetImportError
+    from vla_ros.data.lerobot import LeRobotError, export_dataset
+
+    try:
+        summary = export_dataset(args.dataset, args.out, force=args.force, crf=args.crf)
+    except (FileNotFoundError, OSError, KeyError) as exc:
+        raise SystemExit(f"vla-ros data export: cannot read a data set at {args.dataset} ({exc}); expected a "
+                         "directory written by 'vla-ros data generate' or 'data import'")
+    except (LeRobotError, DatasetImportError) as exc:
+        raise SystemExit(f"vla-ros data export: {exc}")
+    print(f"wrote {args.out}: LeRobotDataset v3.0, {summary['episodes']} episodes, {summary['frames']} frames, "
+          f"{summary['tasks']} tasks, {summary['bytes'] / 1e6:.2f} MB (the HDF5 is {summary['source_bytes'] / 1e6:.2f} MB)")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 from vla_ros.commands.argument_types import non_negative_float, positive_int
@@ -27,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "OUT/config.json, OUT/model.safetensors, OUT/tokenizer/, OUT/onnx/{prefix,step}.onnx, "
                     "OUT/training_report.json and OUT/loss_curve.png. Checkpoints go to OUT/checkpoint.pt and a "
                     "re-run with the same arguments resumes from it. Uses a CUDA GPU when one is present.")
-    train.add_argument("--data", type=Path, required=True, help="data set directory holding dataset.hdf5")
+    train.add_argument("--data", type=Path, required=True,
+                       help="data set: a directory holding dataset.hdf5, a LeRobotDataset (v3.0 or v2.1) or "
+                            "demonstration bags (docs/demonstrations.md)")
     train.add_argument("--tokenizer", type=Path, required=True,
                        help="action tokenizer directory (e.g. models/tokenizers/vqvae)")
     train.add_argument("--out", type=Path, required=True, help="output policy directory (created if missing)")
@@ -88,6 +91,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "config/ or a YAML path; default widowx)")
     evaluate.add_argument("--arg", dest="graph_args", nargs="+", default=[], metavar="NAME:=VALUE",
                           help="graph arguments, as for `vla-ros launch`, e.g. execute_steps:=4")
+    evaluate.add_argument("--ray", metavar="ADDRESS", default=None,
+                          help="run the episodes as tasks on this Ray cluster, one worker per CPU ('auto', "
+                               "HOST:PORT, ray://HOST:PORT, or 'local' to start one here); results are those of a "
+                               "local run (every node needs the policy at the same path)")
+    evaluate.add_argument("--view", action="store_true",
+                          help="show every episode in the viewer as it runs (as `vla-ros view`: web viewer on "
+                               "localhost:9090, or the native viewer with a display); it keeps serving until Ctrl-C")
+    evaluate.add_argument("--view-save", default=None, metavar="FILE.rrd",
+                          help="write the episodes' view to this rerun file instead (open it with `rerun FILE`)")
     evaluate.set_defaults(func=_eval)
 
     export = subparsers.add_parser(
@@ -105,9 +117,12 @@ def _train(args: argparse.Namespace) -> int:
     if not args.tokenizer.is_dir():
         raise SystemExit(f"vla-ros train: --tokenizer {args.tokenizer} is not a directory; give a saved tokenizer "
                          f"such as models/tokenizers/vqvae")
-    if not (args.data / "dataset.hdf5").is_file() and not args.data.is_file():
-        raise SystemExit(f"vla-ros train: --data {args.data} holds no dataset.hdf5; give a directory written by "
-                         f"'vla-ros data generate'")
+    from vla_ros.data.formats import dataset_kind
+
+    try:
+        dataset_kind(args.data)
+    except ValueError as exc:
+        raise SystemExit(f"vla-ros train: --data {exc}")
     if args.out.exists() and not args.out.is_dir():
         raise SystemExit(f"vla-ros train: --out {args.out} is a file; give a directory")
     try:
@@ -166,14 +181,51 @@ def _eval(args: argparse.Namespace) -> int:
     except PipelineError as exc:
         raise SystemExit(f"vla-ros eval: {exc}")
     executor = replace(settings.executor, blend=True) if args.blend else settings.executor
-    summary = evaluate(runner, args.split, args.episodes, out_dir=out, blank_instruction=args.blank_instruction,
-                       plan=args.plan, videos=args.videos, temperature=args.temperature, seed=args.seed, label=label,
-                       executor=executor, safety=settings.safety)
+    view, endpoint = _evaluation_view(args)
+    try:
+        summary = evaluate(runner, args.split, args.episodes, out_dir=out, blank_instruction=args.blank_instruction,
+                           plan=args.plan, videos=args.videos, temperature=args.temperature, seed=args.seed,
+                           label=label, executor=executor, safety=settings.safety, ray_address=args.ray, view=view)
+    except ConnectionError as exc:
+        raise SystemExit(f"vla-ros eval: --ray: {exc}")
     print(markdown_table([summary]))
     print(failure_table(summary))
     print(f"wrote {out}/results.json, results.md, success.png and {min(args.videos, args.episodes)} videos "
           f"({summary['seconds']:.0f} s)")
+    if endpoint is not None:
+        view.recording.rr.flush()
+        print(f"vla-ros eval: viewer: {endpoint.describe()}", flush=True)
+        if endpoint.mode == "web":
+            print("vla-ros eval: serving the episodes until Ctrl-C", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
     return 0
+
+
+def _evaluation_view(args: argparse.Namespace):
+    """(EvaluationView, endpoint) for --view / --view-save, or (None, None); one sentence when it cannot start."""
+    if not (args.view or args.view_save):
+        return None, None
+    if args.ray:
+        raise SystemExit("vla-ros eval: --view shows episodes run in this process; it cannot be used with --ray")
+    import rerun as rr
+
+    from vla_ros.robot.urdf import load_robot
+    from vla_ros.viewer.evaluation import EvaluationView
+    from vla_ros.viewer.recording import APPLICATION_ID, blueprint
+    from vla_ros.viewer.server import ViewerError, ViewerSettings, start_viewer
+
+    settings = ViewerSettings(viewer="file", save_path=args.view_save) if args.view_save else ViewerSettings()
+    stream = rr.RecordingStream(APPLICATION_ID)
+    try:
+        endpoint = start_viewer(stream, settings, blueprint())
+    except ViewerError as exc:
+        raise SystemExit(f"vla-ros eval: {exc}")
+    print(f"vla-ros eval: viewer: {endpoint.describe()}", flush=True)
+    return EvaluationView(stream, load_robot()), endpoint
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -4,6 +4,10 @@
 `points[i].time_from_start = i·dt`, `header.stamp` is the observation stamp the chunk was computed
 from, and `header.frame_id` carries the task and tokenizer identity as `task=<crc32 hex> tokenizer=<hex>`
 (JointTrajectory has no other free field, and no consumer reads a coordinate frame from a chunk).
+
+The joint names say the action space: the seven Bridge deltas `dx … gripper` (`ee_delta`, what the built-in
+policy and OpenVLA emit), or the six arm joints and `gripper` (`joint_position`: absolute joint targets in
+rad and the gripper opening, what many π0 set-ups emit) — a JointTrajectory in its ordinary meaning.
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla_ros.core.settings import CONTROL_PERIOD_S
+from vla_ros.robot.wx250s import ARM_JOINTS, GRIPPER_COMMAND_JOINT
 
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+JOINT_TARGET_NAMES = (*ARM_JOINTS, GRIPPER_COMMAND_JOINT)
+EE_DELTA, JOINT_POSITION = "ee_delta", "joint_position"
+ACTION_SPACES = (EE_DELTA, JOINT_POSITION)
+NAMES_BY_SPACE = {EE_DELTA: ACTION_NAMES, JOINT_POSITION: JOINT_TARGET_NAMES}
 _FRAME_ID = re.compile(r"^task=([0-9a-f]{8}) tokenizer=([0-9a-f]{1,16})$")
 
 
@@ -30,6 +39,7 @@ class ActionChunk:
     dt_s: float  # time between steps
     task_hash: int
     tokenizer: str
+    action_space: str = EE_DELTA  # joint_position: actions are absolute joint targets + gripper opening
 
 
 def chunk_frame_id(task_hash: int, tokenizer: str) -> str:
@@ -46,8 +56,10 @@ def chunk_points(actions: np.ndarray, dt_s: float) -> list[tuple[list[float], in
 
 def parse_chunk(joint_names, points, stamp_ns: int, frame_id: str) -> ActionChunk:
     """Check a received chunk; `points` is a list of (positions, time_from_start ns)."""
-    if tuple(joint_names) != ACTION_NAMES:
-        raise ChunkError(f"joint_names are {list(joint_names)}, expected the action dimensions {list(ACTION_NAMES)}")
+    space = next((space for space, names in NAMES_BY_SPACE.items() if tuple(joint_names) == names), None)
+    if space is None:
+        raise ChunkError(f"joint_names are {list(joint_names)}, expected the action dimensions {list(ACTION_NAMES)} "
+                         f"or the joint targets {list(JOINT_TARGET_NAMES)}")
     if len(points) < 1:
         raise ChunkError("the chunk has no points")
     match = _FRAME_ID.match(frame_id)
@@ -63,4 +75,4 @@ def parse_chunk(joint_names, points, stamp_ns: int, frame_id: str) -> ActionChun
     if times[0] != 0:
         raise ChunkError(f"the first point's time_from_start must be 0, got {times[0]} ns")
     dt_s = float(steps[0]) * 1e-9 if len(points) > 1 else CONTROL_PERIOD_S
-    return ActionChunk(actions, int(stamp_ns), dt_s, int(match.group(1), 16), match.group(2))
+    return ActionChunk(actions, int(stamp_ns), dt_s, int(match.group(1), 16), match.group(2), space)

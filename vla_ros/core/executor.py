@@ -13,6 +13,11 @@ Time is in seconds on the clock the observation stamps use. A chunk's step k is 
 - with `blend`, instead averages, for the present instant, every stored chunk's step covering it
   within its first `execute_steps` steps, with exponential weights (temporal ensembling, ACT);
 - flushes every chunk when the task changes or stops.
+
+A chunk of absolute joint targets (`joint_position`, vla_ros.core.action_chunks) is windowed the same way,
+but its steps are targets, not increments: a step is never scaled; instead `Step.share` says which share of the
+way from the last commanded target to the step's target this tick covers (1 at the chunk rate, 1/4, 1/3, 1/2,
+1 over four ticks at 4x the rate), so the arm arrives at each target at the step's end either way.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla_ros.core.action_chunks import ActionChunk
-from vla_ros.core.settings import CONTROL_RATE_HZ, Settings, non_negative, positive, setting
+from vla_ros.core.action_chunks import JOINT_POSITION, ActionChunk
+from vla_ros.core.settings import CONTROL_RATE_HZ, Settings, non_negative, one_of, positive, setting
 
 GRIPPER = 6
 
@@ -52,6 +57,9 @@ class ExecutorSettings(Settings):
     thread_priority: int = setting(50, "SCHED_FIFO priority of the control thread (1-99, like ros2_control's "
                                    "controller manager); 0 or no permission: normal scheduling.", check=non_negative,
                                    node_only=True)
+    control_mode: str = setting("policy", "Chunk source in control at start-up: policy (/vla/action_chunk) or teleop "
+                                "(/vla/teleop/action_chunk); switched with /vla/teleop/engage.",
+                                check=one_of("policy", "teleop"), node_only=True)
 
     @property
     def control_period_s(self) -> float:
@@ -75,6 +83,10 @@ class Step:
     # the task had arrived before it (where a late chunk lost its time; None for a task's first chunk).
     arrival_age_s: float | None = None
     arrival_gap_s: float | None = None
+    # True when `action` is absolute joint targets [6] + gripper opening (a joint_position chunk); `share` is the
+    # share of the way from the last commanded target to them that this tick covers.
+    joint_targets: bool = False
+    share: float = 1.0
 
     @property
     def hold(self) -> bool:
@@ -206,7 +218,10 @@ class ChunkExecutor:
         # Fraction of one action step this tick covers: 1 at the chunk rate, 1/4 at 4x the rate.
         fraction = min(1.0, self.config.control_period_s / chunk.dt_s)
         action = chunk.actions[window.step].astype(np.float64).copy()
-        action[:GRIPPER] *= fraction
+        absolute = chunk.action_space == JOINT_POSITION
+        share = min(1.0, fraction / max(1e-9, 1.0 - window.progress)) if absolute else 1.0
+        if not absolute:
+            action[:GRIPPER] *= fraction
         window.progress += fraction
         if window.progress >= 1.0 - 1e-9:
             window.progress = 0.0
@@ -223,7 +238,7 @@ class ChunkExecutor:
         age = gap = None
         if margin is not None:
             age, gap = window.stored.received_s - window.stored.stamp_s, window.stored.gap_s
-        return Step(action, "", window.stored.stamp_s, margin, first_wait, age, gap)
+        return Step(action, "", window.stored.stamp_s, margin, first_wait, age, gap, absolute, share)
 
     def _blended(self, now_s: float) -> Step:
         candidates = []
@@ -233,10 +248,16 @@ class ChunkExecutor:
                 candidates.append((stored, index))
         if not candidates:
             return Step(None, "no chunk covers the present")
-        action = ensemble([stored.chunk.actions[index] for stored, index in candidates], self.config.blend_decay)
-        fraction = min(1.0, self.config.control_period_s / candidates[-1][0].chunk.dt_s)
-        action[:GRIPPER] *= fraction
-        return Step(action, "", candidates[-1][0].stamp_s, None)
+        newest, index = candidates[-1]
+        space = newest.chunk.action_space  # deltas and joint targets do not average: the newest chunk's kind
+        candidates = [(stored, i) for stored, i in candidates if stored.chunk.action_space == space]
+        action = ensemble([stored.chunk.actions[i] for stored, i in candidates], self.config.blend_decay)
+        if space == JOINT_POSITION:
+            left = newest.stamp_s + (index + 1) * newest.chunk.dt_s - now_s  # until the step's end
+            share = min(1.0, self.config.control_period_s / left) if left > 1e-9 else 1.0
+            return Step(action, "", newest.stamp_s, None, joint_targets=True, share=share)
+        action[:GRIPPER] *= min(1.0, self.config.control_period_s / newest.chunk.dt_s)
+        return Step(action, "", newest.stamp_s, None)
 
 
 def ensemble(actions, decay: float) -> np.ndarray:

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from vla_ros.core.action_chunks import ACTION_NAMES, ActionChunk, chunk_frame_id, chunk_points, parse_chunk
+from vla_ros.core.action_chunks import (EE_DELTA, NAMES_BY_SPACE, ActionChunk, chunk_frame_id, chunk_points,
+                                        parse_chunk)
 from vla_ros.core.action_tokens import TokenMessageFields
 from vla_ros.core.image_msgs import rgb8_fields
 
@@ -72,11 +73,19 @@ class MessageKit:
         return self.Int32MultiArray(layout=self.MultiArrayLayout(dim=dims, data_offset=fields.data_offset),
                                     data=data if self.numpy_sequences else data.tolist())
 
-    def action_chunk(self, actions: np.ndarray, stamp: int, step_dt: float, task_hash: int, tokenizer: str):
-        """/vla/action_chunk (layout in vla_ros.core.action_chunks)."""
+    def action_chunk(self, actions: np.ndarray, stamp: int, step_dt: float, task_hash: int, tokenizer: str,
+                     action_space: str = EE_DELTA):
+        """/vla/action_chunk (layout in vla_ros.core.action_chunks); the joint names say the action space."""
         points = [self.point(positions, t_ns) for positions, t_ns in chunk_points(actions, step_dt)]
         header = self.Header(stamp=self.stamp(stamp), frame_id=chunk_frame_id(task_hash, tokenizer))
-        return self.JointTrajectory(header=header, joint_names=list(ACTION_NAMES), points=points)
+        return self.JointTrajectory(header=header, joint_names=list(NAMES_BY_SPACE[action_space]), points=points)
+
+    def executed_action(self, action, stamp: int, period_s: float, source: str):
+        """/vla/executed_action: the 7-D action a control tick carried out, stamped with the tick's time; the
+        frame_id names the chunk source (policy or teleop)."""
+        header = self.Header(stamp=self.stamp(stamp), frame_id=source)
+        return self.JointTrajectory(header=header, joint_names=list(NAMES_BY_SPACE[EE_DELTA]),
+                                    points=[self.point(action, round(period_s * 1e9))])
 
     def joint_command(self, names, positions, reach_s: float, stamp: int = 0):
         """A one-point command reaching `positions` after `reach_s`; stamp 0 means "start now" to a controller."""

@@ -82,8 +82,9 @@ def check_value(spec: SettingSpec, value: Any) -> str | None:
     return spec.check(value) if spec.check else None
 
 
-def _normalized(spec: SettingSpec, value: Any) -> Any:
-    if isinstance(spec.default, float) and not isinstance(spec.default, bool):
+def normalized(spec: SettingSpec, value: Any) -> Any:
+    """`value` in the field's own type: an integer for a float setting as a float, a list as a tuple."""
+    if isinstance(spec.default, float) and not isinstance(value, bool) and isinstance(value, (int, float)):
         return float(value)
     if isinstance(spec.default, tuple):
         return tuple(value)
@@ -102,7 +103,7 @@ def build_settings(cls, values: Mapping[str, Any] | None = None, *, where: str =
         reason = check_value(specs[name], value)
         if reason:
             raise SettingsError(f"{prefix}{name}={value!r} {reason}")
-    return cls(**{name: _normalized(specs[name], value) for name, value in values.items()})
+    return cls(**{name: normalized(specs[name], value) for name, value in values.items()})
 
 
 class Settings:

@@ -17,6 +17,18 @@ GRIPPER_CONTROLLER = "/wx250s/gripper_controller/joint_trajectory"
 ESTOP = "/vla/estop"
 SAFETY_VETO = "/vla/safety/veto"
 DIAGNOSTICS = "/diagnostics"
+# Teleoperation and demonstrations (docs/demonstrations.md).
+JOY = "/joy"
+TELEOP_CHUNK = "/vla/teleop/action_chunk"  # the teleop node's chunks: the same layout as /vla/action_chunk
+CONTROL_MODE = "/vla/control_mode"  # latched: which chunk source the executor takes, "policy" or "teleop"
+EXECUTED_ACTION = "/vla/executed_action"  # the 7-D action the control loop executed at each commanded tick
+DEMOS_MARK = "/vla/demos/mark"  # episode marks in a demonstration bag: "start", "success", "failure"
+DEMOS_STATUS = "/vla/demos/status"
+SIM_EXPERT_ACTION = "/widowx_sim/expert_action"  # the simulator's privileged scripted-expert action (tests)
 
 SAFETY_RESET_SERVICE = "/vla/safety/reset"
 SIM_RESET_SERVICE = "/widowx_sim/reset"
+TELEOP_ENGAGE_SERVICE = "/vla/teleop/engage"  # std_srvs/SetBool: true = teleop in control, false = the policy
+DEMOS_START_SERVICE = "/vla/demos/start"  # std_srvs/Trigger
+DEMOS_STOP_SERVICE = "/vla/demos/stop"  # std_srvs/SetBool: data = the episode succeeded
+DEMOS_DISCARD_SERVICE = "/vla/demos/discard"  # std_srvs/Trigger: drop the last (or the running) episode

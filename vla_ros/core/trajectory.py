@@ -35,6 +35,10 @@ class TrajectoryFollower:
         self._start_s = now_s if start_s is None else max(now_s, start_s)
         self._points = sorted(points, key=lambda p: p.time_s)
 
+    def goal(self) -> np.ndarray:
+        """Where the current trajectory ends (the positions it holds once done)."""
+        return (self._points[-1].positions if self._points else self._desired).copy()
+
     def sample(self, now_s: float) -> np.ndarray:
         """Desired positions at `now_s`."""
         if not self._points:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -29,6 +29,9 @@ class Episode:
     seed: int
     success: bool
     phase_names: tuple[str, ...] = ()
+    camera: str = "agentview"  # the primary camera's name (`images`); imported data sets record it
+    cameras: dict[str, np.ndarray] = field(default_factory=dict)  # further cameras' frames by name [T,H,W,3]
+    source: str = ""  # where an imported episode came from (a bag, a LeRobot episode)
 
 
 def dataset_path(path: str | Path) -> Path:
@@ -54,12 +57,15 @@ def load_episodes(path: str | Path, *, successful_only: bool = True, with_images
                 continue
             obs = demo["obs"]
             images = obs["agentview_image"][()] if with_images and "agentview_image" in obs else None
+            extra = json.loads(demo.attrs.get("extra_cameras", "[]"))
+            cameras = {name: obs[f"{name}_image"][()] for name in extra} if with_images else {}
             episodes.append(Episode(
                 name=name, actions=demo["actions"][()], images=images, joint_pos=obs["joint_pos"][()],
                 ee_pos=obs["ee_pos"][()], ee_quat=obs["ee_quat"][()], gripper=obs["gripper"][()],
                 phases=demo["phases"][()].astype(np.int64), instruction=str(demo.attrs["instruction"]),
                 family=str(demo.attrs["family"]), seed=int(demo.attrs["seed"]), success=success,
-                phase_names=phase_names))
+                phase_names=phase_names, camera=str(demo.attrs.get("camera", "agentview")), cameras=cameras,
+                source=str(demo.attrs.get("source", ""))))
     return episodes
 
 

@@ -1,7 +1,9 @@
-"""Generate a demonstration data set with the scripted expert, optionally across worker processes.
+"""Generate a demonstration data set with the scripted expert, optionally across worker processes or a Ray cluster.
 
 Episode i always uses seed `seed + i` and task family FAMILIES[i % 4], and shards are merged in
-episode order, so the result depends on the seed only, not on the number of workers.
+episode order, so the result depends on the seed only, not on the number of workers. With a Ray address,
+episodes are Ray tasks on `DemoRecorder` actors (`vla_ros.cluster`) that return each recording to this process,
+which writes them in episode order: the same file as a local run.
 """
 
 from __future__ import annotations
@@ -35,28 +37,56 @@ def episode_plan(episodes: int, seed: int) -> list[tuple[int, int, str]]:
     return [(i, seed + i, FAMILIES[i % len(FAMILIES)]) for i in range(episodes)]
 
 
+class DemoRecorder:
+    """Records expert episodes by (index, seed, family) in one workcell; the same object runs locally and in Ray."""
+
+    def __init__(self, image_size: int, camera: str, split: str, max_steps: int,
+                 noise: tuple[float, float, int] = (0.0, 0.0, 0)):
+        from vla_ros.sim.workcell import Workcell
+
+        self.workcell = Workcell(image_size=image_size, camera=camera, render=True, split=split)
+        self.max_steps, self.noise = max_steps, noise
+
+    def record(self, index: int, episode_seed: int, family: str):
+        from vla_ros.sim.noise import ActionNoise
+        from vla_ros.sim.rollout import expert_rollout
+
+        sigma, share, base_seed = self.noise
+        perturb = ActionNoise(sigma, seed=episode_seed) if noisy_episode(index, base_seed, share) else None
+        return expert_rollout(self.workcell, episode_seed, family=family, max_steps=self.max_steps, perturb=perturb)
+
+    def close(self) -> None:
+        self.workcell.close()
+
+
+def _store(data, index: int, record, bags_dir: Path | None, bag_storage: str) -> None:
+    from vla_ros.robot.wx250s import ARM_JOINTS
+
+    write_episode(data, index, record)
+    if bags_dir is not None:
+        from vla_ros.bags.episodes import write_episode_bag
+
+        write_episode_bag(bags_dir / episode_bag_name(index), record, ARM_JOINTS, storage=bag_storage)
+
+
 def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, camera: str, split: str,
                  max_steps: int, progress=None, bags_dir: Path | None = None, bag_storage: str = "mcap",
-                 noise: tuple[float, float, int] = (0.0, 0.0, 0)) -> None:
-    from vla_ros.robot.wx250s import ARM_JOINTS
-    from vla_ros.sim.noise import ActionNoise
-    from vla_ros.sim.rollout import expert_rollout
-    from vla_ros.sim.workcell import Workcell
-
-    with Workcell(image_size=image_size, camera=camera, render=True, split=split) as workcell, \
-            h5py.File(path, "w") as f:
-        data = f.create_group("data")
-        sigma, share, base_seed = noise
-        for index, episode_seed, family in plan:
-            perturb = ActionNoise(sigma, seed=episode_seed) if noisy_episode(index, base_seed, share) else None
-            record = expert_rollout(workcell, episode_seed, family=family, max_steps=max_steps, perturb=perturb)
-            write_episode(data, index, record)
-            if bags_dir is not None:
-                from vla_ros.bags.episodes import write_episode_bag
-
-                write_episode_bag(bags_dir / episode_bag_name(index), record, ARM_JOINTS, storage=bag_storage)
-            if progress is not None:
-                progress(bool(record.success))
+                 noise: tuple[float, float, int] = (0.0, 0.0, 0), recordings=None) -> None:
+    """Write `plan`'s episodes to `path`; `recordings` (an iterator of Rollouts in plan order) replaces recording
+    them here (a Ray run)."""
+    recorder = None if recordings is not None else DemoRecorder(image_size, camera, split, max_steps, noise)
+    if recordings is None:
+        recordings = (recorder.record(*entry) for entry in plan)
+    try:
+        with h5py.File(path, "w") as f:
+            data = f.create_group("data")
+            for (index, _, _), record in zip(plan, recordings):
+                _store(data, index, record, bags_dir, bag_storage)
+                if progress is not None:
+                    progress(bool(record.success))
+    finally:
+        if recorder is not None:
+            recorder.close()
 
 
 def _shard_worker(path: str, plan, image_size, camera, split, max_steps, queue, bags_dir, bag_storage, noise) -> None:
@@ -71,7 +101,7 @@ def episode_bag_name(index: int) -> str:
 def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers: int = 1, image_size: int = 128,
                      camera: str = "over_shoulder", split: str = "train", max_steps: int = 80,
                      show_progress: bool = True, bags: bool = False, bag_storage: str = "mcap",
-                     noise: float = 0.0, noisy_share: float = 0.75) -> dict:
+                     noise: float = 0.0, noisy_share: float = 0.75, ray_address: str | None = None) -> dict:
     """Write DIR/dataset.hdf5, DIR/generation.json and DIR/preview.png; returns the summary.
 
     With `noise` > 0, a `noisy_share` of the episodes (chosen from the seed) executes the expert's
@@ -79,6 +109,9 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
 
     With `bags`, every episode is also written as a rosbag2 bag DIR/bags/episode_NNNNNN
     (see `vla_ros.bags.episodes`); an existing DIR/bags is replaced.
+
+    With `ray_address` (a cluster's address, 'auto', or 'local' for a new local one) the episodes run as Ray tasks
+    instead of `workers` local processes; the data set is the same.
     """
     from tqdm import tqdm
 
@@ -104,7 +137,18 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
         bar.update(1)
         bar.set_postfix(success=f"{counts['successes'] / counts['done']:.0%}")
 
-    if workers == 1:
+    if ray_address:
+        from vla_ros.cluster import ordered_results, ray_cluster
+
+        tmp = target.with_suffix(".partial")
+        with ray_cluster(ray_address):
+            recordings = ordered_results(DemoRecorder, (image_size, camera, split, max_steps, noise_spec), plan,
+                                         method="record")
+            _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick, bags_dir=bags_dir,
+                         bag_storage=bag_storage, noise=noise_spec, recordings=recordings)
+        tmp.replace(target)
+        workers = None
+    elif workers == 1:
         tmp = target.with_suffix(".partial")
         _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick, bags_dir=bags_dir,
                      bag_storage=bag_storage, noise=noise_spec)
@@ -147,7 +191,8 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
                                "seed": seed, "max_steps": max_steps, "noise": float(noise),
                                "noisy_share": float(noisy_share) if noise > 0 else 0.0}}
     summary = finalize(target, env_args)
-    summary.update({"seconds": time.perf_counter() - start, "workers": workers, "seed": seed, "split": split,
+    summary.update({"seconds": time.perf_counter() - start, "workers": workers or f"ray {ray_address}",
+                    "seed": seed, "split": split,
                     "noise": env_args["env_kwargs"]["noise"], "noisy_share": env_args["env_kwargs"]["noisy_share"],
                     "bytes": target.stat().st_size, "path": str(target)})
     if bags_dir is not None:

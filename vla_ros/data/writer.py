@@ -52,6 +52,37 @@ def write_episode(data_group: h5py.Group, index: int, record: Rollout) -> int:
     return len(record.actions)
 
 
+def write_demo(data_group: h5py.Group, index: int, episode, task: dict | None = None) -> int:
+    """Store a `vla_ros.data.episodes.Episode` (an imported demonstration) under data/demo_{index}.
+
+    The layout is write_episode's; besides, attrs `camera` (the primary camera's name, stored as agentview_image),
+    `extra_cameras` (JSON list: each stored as obs/<name>_image) and `source` (the bag or data set it came from).
+    """
+    group = data_group.create_group(demo_name(index))
+    group.create_dataset("actions", data=np.asarray(episode.actions, np.float32))
+    group.create_dataset("phases", data=np.asarray(episode.phases, dtype=np.int8))
+    obs = group.create_group("obs")
+    for key, images in (("agentview_image", episode.images),
+                        *((f"{name}_image", frames) for name, frames in episode.cameras.items())):
+        if images is not None:
+            images = np.asarray(images, np.uint8)
+            obs.create_dataset(key, data=images, compression="gzip", compression_opts=4, chunks=(1,) + images.shape[1:])
+    obs.create_dataset("joint_pos", data=np.asarray(episode.joint_pos, np.float32))
+    obs.create_dataset("ee_pos", data=np.asarray(episode.ee_pos, np.float32))
+    obs.create_dataset("ee_quat", data=np.asarray(episode.ee_quat, np.float32))
+    obs.create_dataset("gripper", data=np.asarray(episode.gripper, np.float32).reshape(-1, 1))
+    group.attrs["instruction"] = episode.instruction
+    group.attrs["family"] = episode.family
+    group.attrs["seed"] = int(episode.seed)
+    group.attrs["success"] = bool(episode.success)
+    group.attrs["num_samples"] = len(episode.actions)
+    group.attrs["task"] = json.dumps(task or {"instruction": episode.instruction})
+    group.attrs["camera"] = episode.camera
+    group.attrs["extra_cameras"] = json.dumps(list(episode.cameras))
+    group.attrs["source"] = episode.source
+    return len(episode.actions)
+
+
 def finalize(path: Path, env_args: dict) -> dict:
     """Write the file-level attributes and the train/valid masks; returns a summary."""
     with h5py.File(path, "a") as f:

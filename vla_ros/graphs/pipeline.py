@@ -28,6 +28,10 @@ NODE_SETTINGS = {
 }
 
 
+# Absent from a graph whose vla_policy publishes continuous chunks (backend remote): its defaults stand in.
+OPTIONAL_NODES = {"action_decoder"}
+
+
 class PipelineError(ValueError):
     """A graph that offline drivers cannot use; the message names the graph and what is wrong."""
 
@@ -56,14 +60,15 @@ def pipeline_settings(graph: str = "widowx", graph_args: list[str] | None = None
         resolved = {node.executable: node for node in resolve_graph(spec, parse_overrides(graph_args or []))}
     except GraphError as exc:
         raise PipelineError(f"graph {graph}: {exc}") from None
-    missing = [name for name in NODE_SETTINGS if name not in resolved]
+    missing = [name for name in NODE_SETTINGS if name not in resolved and name not in OPTIONAL_NODES]
     if missing:
         raise PipelineError(f"graph {graph} has no {', '.join(missing)} node; the pipeline needs the nodes "
                             f"{', '.join(NODE_SETTINGS)}")
     settings = {}
     for executable, cls in NODE_SETTINGS.items():
         try:
-            settings[executable] = build_settings(cls, resolved[executable].parameters, where=f"node {executable}")
+            parameters = resolved[executable].parameters if executable in resolved else {}
+            settings[executable] = build_settings(cls, parameters, where=f"node {executable}")
         except SettingsError as exc:
             raise PipelineError(f"graph {graph}: {exc}") from None
     camera = dict(resolved["camera_ingest"].remappings).get(topics.CAMERA_IMAGE, topics.CAMERA_IMAGE)

@@ -10,7 +10,8 @@ pass the user's `name:=value` strings to `resolve_graph`, so the two cannot drif
       - name: camera_ingest            # ROS node name
         executable: camera_ingest      # entry point of the vla_ros package
         required: true                 # the graph stops when it exits
-        condition: $(arg use_camera)   # optional: node runs only when true
+        condition: $(arg use_camera)   # optional: node runs only when true (or `$(arg teleop) != none`;
+                                       # comparisons join with `and` / `or`)
         parameters: {image_size: $(arg image_size)}
         remappings: {/camera/image_raw: $(arg camera_topic)}
 """
@@ -26,6 +27,7 @@ import yaml
 
 PACKAGE = "vla_ros"
 _ARG = re.compile(r"\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)")
+_COMPARISON = re.compile(r"^(.*?)\s+(==|!=)\s+(.*)$")
 _NODE_KEYS = {"name", "executable", "required", "condition", "parameters", "remappings", "package"}
 
 
@@ -242,7 +244,15 @@ def _truthy(value: Any, node: str) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise GraphError(f"condition of node '{node}' must be true or false, got '{value}'")
+    if isinstance(value, str) and " or " in value:  # comparisons joined by `or` / `and` (`and` binds tighter)
+        return any(_truthy(part, node) for part in value.split(" or "))
+    if isinstance(value, str) and " and " in value:
+        return all(_truthy(part, node) for part in value.split(" and "))
+    comparison = _COMPARISON.match(value.strip()) if isinstance(value, str) else None
+    if comparison:  # `$(arg teleop) != none`, after substitution
+        left, operator, right = comparison.groups()
+        return (left.strip() == right.strip()) == (operator == "==")
+    raise GraphError(f"condition of node '{node}' must be true, false or 'A == B' / 'A != B', got '{value}'")
 
 
 def resolve_graph(spec: GraphSpec, overrides: dict[str, str] | None = None) -> list[ResolvedNode]:

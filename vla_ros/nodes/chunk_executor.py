@@ -13,11 +13,12 @@ import time
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
+from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
 from vla_ros.core.executor import ExecutorSettings
-from vla_ros.core.stages.control import ControlLoop
+from vla_ros.core.stages.control import POLICY, TELEOP, ControlLoop
 from vla_ros.core.timing import Samples, StarvationLog
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.messages import RCLPY
@@ -46,6 +47,13 @@ class ChunkExecutorNode(Node):
         self.gripper_pub = self.create_publisher(JointTrajectory, topics.GRIPPER_COMMAND, LEASED_COMMANDS)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
         self.create_subscription(JointTrajectory, topics.ACTION_CHUNK, self.on_chunk, COMMANDS)
+        # A human's chunks (the teleop node) go through the same window, integration and gate; only the source in
+        # control is taken (/vla/teleop/engage switches it; /vla/control_mode tells everyone).
+        self.create_subscription(JointTrajectory, topics.TELEOP_CHUNK, self.on_teleop_chunk, COMMANDS)
+        self.executed_pub = self.create_publisher(JointTrajectory, topics.EXECUTED_ACTION, COMMANDS)
+        self.mode_pub = self.create_publisher(String, topics.CONTROL_MODE, LATCHED)
+        self.mode_pub.publish(String(data=self.loop.mode))
+        self.create_service(SetBool, topics.TELEOP_ENGAGE_SERVICE, self.on_engage)
         self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_states, DEFAULT)
         self.create_subscription(String, topics.SAFETY_VETO, self.on_veto, COMMANDS)
         DiagnosticsReporter(self, self.report)
@@ -77,9 +85,24 @@ class ChunkExecutorNode(Node):
         with self.lock:
             self.loop.update_joints(msg.name, msg.position, time.monotonic())
 
-    def on_chunk(self, msg: JointTrajectory) -> None:
+    def on_engage(self, request, response):
+        mode = TELEOP if request.data else POLICY
         with self.lock:
-            reason = self.loop.on_chunk(msg, received_s=self.now_s())
+            previous = self.loop.mode
+            changed = self.loop.set_mode(mode)
+        if changed:
+            self.mode_pub.publish(String(data=mode))
+            self.get_logger().info(f"control mode: {mode} (was {previous}); queued chunks dropped")
+        response.success = True
+        response.message = f"{mode} in control" + ("" if changed else " already")
+        return response
+
+    def on_teleop_chunk(self, msg: JointTrajectory) -> None:
+        self.on_chunk(msg, TELEOP)
+
+    def on_chunk(self, msg: JointTrajectory, source: str = POLICY) -> None:
+        with self.lock:
+            reason = self.loop.on_chunk(msg, received_s=self.now_s(), source=source)
         if reason:
             self.counts["rejected"] += 1
             self.last_rejection = reason
@@ -117,8 +140,10 @@ class ChunkExecutorNode(Node):
         self.collector.close()
 
     def control_tick(self) -> None:
+        now = self.now_s()
         with self.lock:
-            output = self.loop.tick(self.now_s(), time.monotonic())
+            output = self.loop.tick(now, time.monotonic())
+            mode = self.loop.mode
         if output.targets is None:
             self.counts["holds"] += output.new_hold
             self.hold_reason = output.reason
@@ -135,13 +160,14 @@ class ChunkExecutorNode(Node):
         arm, gripper = self.loop.command_messages(output, RCLPY)  # stamped with their observation
         self.arm_pub.publish(arm[1])
         self.gripper_pub.publish(gripper[1])
+        self.executed_pub.publish(RCLPY.executed_action(output.executed, int(now * 1e9), self.period, mode))
         self.counts["commands"] += 1
         self.latency.add(self.now_s() - step.chunk_stamp_s)
         self.hold_reason = ""
 
     def report(self):
         values = {**{k: str(v) for k, v in self.counts.items()}, "task": self.task, "hold_reason": self.hold_reason,
-                  "last_rejection": self.last_rejection, "scheduling": self.scheduling}
+                  "last_rejection": self.last_rejection, "scheduling": self.scheduling, "control_mode": self.loop.mode}
         if self.collector is not None:
             values["gc_after_tick_ms_max"] = f"{self.collector.longest_s * 1e3:.2f}"
         values.update(self.latency.summary("obs_to_command_latency"))

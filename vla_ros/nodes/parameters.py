@@ -9,7 +9,7 @@ from typing import Any, Callable
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 
-from vla_ros.core.settings import check_value, setting_specs
+from vla_ros.core.settings import check_value, normalized, setting_specs
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,12 @@ class SettingsParameters:
         values = declare_parameters(node, [ParameterSpec(s.name, s.default, s.description, s.read_only,
                                                          lambda v, s=s: check_value(s, v)) for s in specs])
         try:
-            self.value = cls(**{name: _typed(by_name[name].default, v) for name, v in values.items()})
+            self.value = cls(**{name: normalized(by_name[name], v) for name, v in values.items()})
         except ValueError as exc:
             raise ParameterError(str(exc)) from None
 
         def apply(parameters) -> SetParametersResult:
-            changes = {p.name: _typed(by_name[p.name].default, p.value) for p in parameters if p.name in by_name}
+            changes = {p.name: normalized(by_name[p.name], p.value) for p in parameters if p.name in by_name}
             if changes:
                 try:
                     self.value = dataclasses.replace(self.value, **changes)
@@ -83,10 +83,3 @@ class SettingsParameters:
 
         node.add_on_set_parameters_callback(apply)
 
-
-def _typed(default: Any, value: Any) -> Any:
-    if isinstance(default, float) and not isinstance(value, bool) and isinstance(value, int):
-        return float(value)
-    if isinstance(default, tuple):
-        return tuple(value)
-    return value

@@ -20,7 +20,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
-from vla_ros.core.stages.gate import EXECUTOR_LEASE, POLICY_LEASE, GateStage, SafetySettings
+from vla_ros.core.stages.gate import EXECUTOR_LEASE, POLICY_LEASE, TELEOP_LEASE, GateStage, SafetySettings
 from vla_ros.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.messages import RCLPY
 from vla_ros.nodes.parameters import SettingsParameters
@@ -47,6 +47,7 @@ class SafetyMonitor(LifecycleNode):
         self.stage: GateStage | None = None  # configured
         self.lock = threading.RLock()  # the executor thread (callbacks) and the watchdog thread
         self.task = ""
+        self.control_mode = "policy"  # /vla/control_mode: whose chunks the executor takes, so whose lease counts
         self.state_label = "unconfigured"
         self.arm_pub = self.create_publisher(JointTrajectory, topics.ARM_CONTROLLER, COMMANDS)
         self.gripper_pub = self.create_publisher(JointTrajectory, topics.GRIPPER_CONTROLLER, COMMANDS)
@@ -55,9 +56,24 @@ class SafetyMonitor(LifecycleNode):
             JointTrajectory, topics.ARM_COMMAND, self.on_arm, LEASE_WATCH,
             event_callbacks=SubscriptionEventCallbacks(liveliness=lambda e: self.on_liveliness(EXECUTOR_LEASE, e)))
         self.create_subscription(JointTrajectory, topics.GRIPPER_COMMAND, self.on_gripper, LEASE_WATCH)
+        # The policy's lease follows what vla_policy publishes: tokens, or (remote backend) chunks on a leased writer.
+        # Writers that offer no liveliness lease (the decoder's, a test's) do not match this reader, quietly.
+        self.policy_writers: dict[str, bool] = {}  # watched topic → a live writer
         self.create_subscription(
             Int32MultiArray, topics.ACTION_TOKENS, self.on_tokens, LEASE_WATCH,
-            event_callbacks=SubscriptionEventCallbacks(liveliness=lambda e: self.on_liveliness(POLICY_LEASE, e)))
+            event_callbacks=SubscriptionEventCallbacks(
+                liveliness=lambda e: self.on_policy_liveliness(topics.ACTION_TOKENS, e)))
+        self.create_subscription(
+            JointTrajectory, topics.ACTION_CHUNK, self.on_policy_chunk, LEASE_WATCH,
+            event_callbacks=SubscriptionEventCallbacks(
+                liveliness=lambda e: self.on_policy_liveliness(topics.ACTION_CHUNK, e),
+                incompatible_qos=lambda e: None))
+        # Teleoperation: the teleop node's chunks are leased like the policy's tokens (a silent or dead joystick
+        # makes the arm hold), and the lease that counts is that of the chunk source in control.
+        self.create_subscription(
+            JointTrajectory, topics.TELEOP_CHUNK, self.on_teleop_chunk, LEASE_WATCH,
+            event_callbacks=SubscriptionEventCallbacks(liveliness=lambda e: self.on_liveliness(TELEOP_LEASE, e)))
+        self.create_subscription(String, topics.CONTROL_MODE, self.on_control_mode, LATCHED)
         self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_states, DEFAULT)
         self.create_subscription(Bool, topics.ESTOP, self.on_estop, LATCHED)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
@@ -80,6 +96,7 @@ class SafetyMonitor(LifecycleNode):
             self.state_label = f"misconfigured: {'; '.join(stage.problems)}"
             self.get_logger().error(f"not configured, forwarding nothing: {self.state_label}")
             return TransitionCallbackReturn.FAILURE
+        stage.set_control_mode(self.control_mode, time.monotonic())
         self.stage = stage
         self.state_label = "inactive"
         return TransitionCallbackReturn.SUCCESS
@@ -116,9 +133,34 @@ class SafetyMonitor(LifecycleNode):
             self.watchdog()
 
     @_locked
+    def on_policy_liveliness(self, topic: str, event) -> None:
+        """The policy is alive while every topic it publishes on has a live writer."""
+        self.policy_writers[topic] = event.alive_count > 0
+        if self.stage is not None:
+            self.stage.gate.set_alive(POLICY_LEASE, all(self.policy_writers.values()), time.monotonic())
+            self.watchdog()
+
+    @_locked
     def on_tokens(self, _msg: Int32MultiArray) -> None:
         if self.stage is not None:
             self.stage.on_tokens(time.monotonic())
+
+    @_locked
+    def on_policy_chunk(self, _msg: JointTrajectory) -> None:
+        if self.stage is not None:
+            self.stage.on_chunk(time.monotonic())
+
+    @_locked
+    def on_teleop_chunk(self, _msg: JointTrajectory) -> None:
+        if self.stage is not None:
+            self.stage.on_teleop_chunk(time.monotonic())
+
+    @_locked
+    def on_control_mode(self, msg: String) -> None:
+        self.control_mode = msg.data
+        if self.stage is not None:
+            self.stage.set_control_mode(msg.data, time.monotonic())
+        self.get_logger().info(f"control mode: {msg.data}")
 
     @_locked
     def on_task(self, msg: String) -> None:
@@ -177,6 +219,7 @@ class SafetyMonitor(LifecycleNode):
         gate = self.stage.gate if self.stage else None
         values = {k: str(v) for k, v in sorted((gate.counts if gate else {}).items())}
         values.update(state=self.state_label, last_veto=self.stage.last_veto if self.stage else "", task=self.task,
+                      control_mode=self.control_mode,
                       blocks="; ".join(gate.blocks.values()) if gate else "")
         if gate is None:
             return ERROR, f"{self.state_label}: forwarding nothing", values

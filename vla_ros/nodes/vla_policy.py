@@ -3,6 +3,9 @@
 Callbacks only store the newest inputs; one worker thread infers, so nothing in the executor
 waits for the model. The worker infers whenever it has a task and a frame it has not used that
 is younger than `max_image_age`, at most `inference_rate` Hz (vla_ros.core.scheduling).
+
+With `backend:=remote` the model runs on a policy server (docs/remote.md): no model is loaded here, and a
+continuous reply goes straight to /vla/action_chunk with the observation's stamp (no decoder in the path).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Int32MultiArray, String
+from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
 from vla_ros.core.image_msgs import ImageRejected
@@ -38,22 +42,28 @@ class VlaPolicy(Node):
         self.identity = self.stage.source.identity
         self.last_error = ""
         self.errors = self.rejected_frames = 0
+        self.failing = False  # the latest inference failed (a remote server's refusal, a timeout, …)
         self.latency = LatencyWindow()
         # The slowest inference and the oldest frame inferred on: where a late chunk can lose its time here.
         self.latency_peak, self.frame_age_peak = Peak(), Peak()
         # Leased: the safety monitor holds the arm within ~100 ms when this process dies.
         self.tokens_pub = self.create_publisher(Int32MultiArray, topics.ACTION_TOKENS, LEASED_COMMANDS)
+        # Continuous chunks of a remote policy, leased like the tokens (the safety monitor watches both).
+        self.chunk_pub = self.create_publisher(JointTrajectory, topics.ACTION_CHUNK, LEASED_COMMANDS)
         self.plan_pub = self.create_publisher(String, topics.PLAN, COMMANDS)
         self.create_subscription(Image, topics.MODEL_IMAGE, self.on_image, SENSOR_LATEST)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
         self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_states, DEFAULT)
         DiagnosticsReporter(self, self.report)
         self.threads.start(self._work, "vla_policy_inference")
-        self.get_logger().info(f"backend {self.settings.backend}, tokenizer {self.identity}; {topics.MODEL_IMAGE} + "
-                               f"{topics.TASK} → {topics.ACTION_TOKENS} at ≤ {self.settings.inference_rate} Hz")
+        output = (f"{topics.ACTION_CHUNK} (or {topics.ACTION_TOKENS})" if self.settings.backend == "remote"
+                  else topics.ACTION_TOKENS)
+        where = f" at {self.settings.policy_url}" if self.settings.backend == "remote" else f", tokenizer {self.identity}"
+        self.get_logger().info(f"backend {self.settings.backend}{where}; {topics.MODEL_IMAGE} + {topics.TASK} → "
+                               f"{output} at ≤ {self.settings.inference_rate} Hz")
 
     def _load_source(self):
-        from vla_ros.policy.modeling_vla import PolicyLoadError
+        from vla_ros.policy.errors import PolicyLoadError
         from vla_ros.policy.sources import load_token_source
 
         try:
@@ -107,16 +117,22 @@ class VlaPolicy(Node):
             return
         except Exception as exc:  # noqa: BLE001 - one bad inference must not stop the node
             self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.failing = True
+            reason = getattr(exc, "reason", "")  # a remote refusal names its reason
+            self.last_error = f"{reason or type(exc).__name__}: {exc}"
             self.get_logger().error(f"inference failed: {self.last_error}", throttle_duration_sec=2.0)
             return
+        self.failing = False
         took = time.perf_counter() - started
         self.latency.add(took)
         self.latency_peak.add(took, self.now_s())
         with self.lock:
             if not self.stage.publishable(job):
                 return
-        self.tokens_pub.publish(generated.tokens)
+        if generated.chunk is not None:
+            self.chunk_pub.publish(generated.chunk)
+        else:
+            self.tokens_pub.publish(generated.tokens)
         if generated.plan:
             self.plan_pub.publish(String(data=generated.plan))
 
@@ -131,7 +147,9 @@ class VlaPolicy(Node):
         if percentiles:
             values["latency_p50_ms"], values["latency_p95_ms"] = f"{percentiles[0]:.1f}", f"{percentiles[1]:.1f}"
         values |= self.latency_peak.summary("latency") | self.frame_age_peak.summary("inferred_frame_age")
-        if self.errors and self.last_error:
+        if hasattr(self.stage.source, "diagnostics"):  # the remote source: round trips, reconnects, refusals
+            values |= self.stage.source.diagnostics()
+        if self.failing:
             return ERROR, f"inference failing: {self.last_error}", values
         if not self.stage.task:
             return OK, "idle (no task)", values
@@ -144,6 +162,9 @@ class VlaPolicy(Node):
         with self.lock:
             self.lock.notify_all()  # the worker may be waiting for a frame
         self.threads.stop(timeout_s=5.0)
+        source = getattr(getattr(self, "stage", None), "source", None)
+        if hasattr(source, "close"):
+            source.close()
         return super().destroy_node()
 
 

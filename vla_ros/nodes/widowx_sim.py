@@ -26,7 +26,7 @@ from rclpy.parameter import Parameter
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Float32MultiArray, MultiArrayDimension, MultiArrayLayout, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -35,11 +35,14 @@ from vla_ros.core.image_msgs import rgb8_fields
 from vla_ros.core.timing import Peak
 from vla_ros.core.trajectory import TrajectoryFollower, TrajectoryPoint
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
+from vla_ros.nodes.frames import RobotFrames
 from vla_ros.nodes.parameters import SettingsParameters
+from vla_ros.sim.camera_frames import camera_frames, camera_matrix
 from vla_ros.sim.settings import SimSettings
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR
 from vla_ros.nodes.realtime import request_realtime
 from vla_ros.nodes.runtime import NodeThreads, run_node
+from vla_ros.robot.urdf import load_robot
 from vla_ros.robot.wx250s import ARM_JOINTS
 from vla_ros.robot.wx250s import FINGER_CLOSED, FINGER_OPEN
 
@@ -81,6 +84,15 @@ class WidowXSim(Node):
         self.create_subscription(JointTrajectory, topics.GRIPPER_CONTROLLER, self.on_gripper, COMMANDS)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)
         self.create_service(Trigger, topics.SIM_RESET_SERVICE, self.on_reset)
+        self.expert = None  # with expert_hints: the scripted expert's next action after each command (tests)
+        if self.params.expert_hints:
+            from vla_ros.sim.expert import ScriptedExpert  # noqa: PLC0415
+
+            self.expert = ScriptedExpert()
+            self.hint_pub = self.create_publisher(Float32MultiArray, topics.SIM_EXPERT_ACTION, COMMANDS)
+        # The arm's URDF and the cameras' frames for RViz and Foxglove (the image's frame_id is one of them).
+        self.frames = RobotFrames(self, load_robot(), extra_static=camera_frames(model)) \
+            if self.params.publish_tf else None
         DiagnosticsReporter(self, self.report)
         self._frame_due = threading.Event()
         self.threads.start(self.physics_loop, "physics")
@@ -164,6 +176,7 @@ class WidowXSim(Node):
             with self.lock:
                 self.arm.command(self.now_s(), *parsed)
                 self.arm_commands += 1
+            self.publish_expert_hint()
 
     def on_gripper(self, msg: JointTrajectory) -> None:
         # Like Interbotix's gripper controller: the left finger's position in metres.
@@ -174,6 +187,31 @@ class WidowXSim(Node):
                        for p in points]
             with self.lock:
                 self.gripper.command(self.now_s(), opening, start)
+            self.publish_expert_hint()
+
+    def publish_expert_hint(self) -> None:
+        """The expert's action from the commanded targets (where the executor's integration stands), as in-process."""
+        if self.expert is None:
+            return
+        from vla_ros.core.action_chunks import ACTION_NAMES  # noqa: PLC0415
+        from vla_ros.robot.kinematics import Pose  # noqa: PLC0415
+
+        with self.lock:
+            cell = self.workcell
+            if cell.task is None:
+                return
+            saved = cell.q_target, cell.ee_target, cell.gripper_command
+            try:
+                cell.q_target = cell.kinematics.clamp(self.arm.goal())
+                cell.ee_target = Pose(*cell.kinematics.fk(cell.q_target))
+                cell.gripper_command = float(np.clip(self.gripper.goal()[0], 0.0, 1.0))
+                action, phase = self.expert.act(cell)
+            finally:
+                cell.q_target, cell.ee_target, cell.gripper_command = saved
+        label = f"action:{','.join(ACTION_NAMES)} phase:{phase}"
+        self.hint_pub.publish(Float32MultiArray(
+            layout=MultiArrayLayout(dim=[MultiArrayDimension(label=label, size=7, stride=7)]),
+            data=[float(v) for v in action]))
 
     # --- physics loop ---------------------------------------------------------------------------------
     def physics_loop(self) -> None:
@@ -185,6 +223,7 @@ class WidowXSim(Node):
         deadline = wall_start
         lateness = 0.0
         while not self.threads.stopping.is_set():
+            joint_state = None
             with self.lock:
                 now = self.now_s()
                 self.workcell.set_joint_targets(self.arm.sample(now), float(self.gripper.sample(now)[0]))
@@ -196,12 +235,14 @@ class WidowXSim(Node):
                                            f"{self.sim_time - self.episode['started']:.1f} s")
                 if self.sim_time >= next_joint:
                     next_joint = max(next_joint + 1.0 / self.params.joint_state_rate, self.sim_time)
-                    self.publish_joint_states()
+                    joint_state = self.publish_joint_states()
                 if self.sim_time >= next_camera:
                     next_camera = max(next_camera + 1.0 / self.params.camera_rate, self.sim_time)
                     if self._frame_due.is_set():
                         self.frames_skipped += 1
                     self._frame_due.set()
+            if joint_state is not None and self.frames is not None:  # outside the lock: the frames need no physics
+                self.frames.publish_joints(joint_state.name, joint_state.position, joint_state.header.stamp)
             if self.clock_pub is not None:
                 self.clock_pub.publish(Clock(clock=self.stamp()))
             deadline += period
@@ -243,7 +284,7 @@ class WidowXSim(Node):
         finally:
             renderer.close()
 
-    def publish_joint_states(self) -> None:
+    def publish_joint_states(self) -> JointState:
         data = self.workcell.data
         msg = JointState(name=list(self.joint_names))
         msg.header.stamp = self.stamp()
@@ -251,6 +292,7 @@ class WidowXSim(Node):
         msg.velocity = [float(data.qvel[i]) for i in self.qvel_idx]
         msg.effort = [float(data.qfrc_actuator[i]) for i in self.qvel_idx]
         self.joint_pub.publish(msg)
+        return msg
 
     def publish_camera(self, frame: np.ndarray, stamp) -> None:
         fields = rgb8_fields(frame)
@@ -259,12 +301,12 @@ class WidowXSim(Node):
         image.header.stamp = stamp
         image.header.frame_id = f"{self.params.camera}_camera"
         self.image_pub.publish(image)
-        fovy = math.radians(float(self.workcell.model.cam(self.params.camera).fovy[0]))
-        focal = fields.height / 2.0 / math.tan(fovy / 2.0)
+        # K of the camera's optical frame `<camera>_camera` (sim/camera_frames.py; published on /tf_static).
+        k = camera_matrix(float(self.workcell.model.cam(self.params.camera).fovy[0]), fields.width, fields.height)
         info = CameraInfo(height=fields.height, width=fields.width, distortion_model="plumb_bob")
         info.header = image.header
-        info.k = [focal, 0.0, fields.width / 2.0, 0.0, focal, fields.height / 2.0, 0.0, 0.0, 1.0]
-        info.p = [focal, 0.0, fields.width / 2.0, 0.0, 0.0, focal, fields.height / 2.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        info.k = [float(v) for v in k.ravel()]
+        info.p = [float(v) for v in np.hstack([k, np.zeros((3, 1))]).ravel()]
         info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
         info.d = [0.0] * 5
         self.info_pub.publish(info)

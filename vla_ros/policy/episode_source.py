@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_ros.policy.modeling_vla import PolicyLoadError
+from vla_ros.core.stages.policy import SourceOutput
+from vla_ros.policy.errors import PolicyLoadError
 
 
 class EpisodeTokenSource:
@@ -46,11 +47,12 @@ class EpisodeTokenSource:
     def identity(self) -> str:
         return self.tokenizer.identity
 
-    def generate(self, rgb, task, joints, *, frame_time_s: float, temperature: float, plan: bool, rng):
+    def generate(self, rgb, task, joints, *, frame_time_s: float, temperature: float, plan: bool, rng,
+                 stamp_ns: int = 0) -> SourceOutput:
         """The chunk of the control step at or after the frame (`core.scheduling.episode_step`)."""
         from vla_ros.core.scheduling import episode_step
 
-        return self.tokens_at(episode_step(frame_time_s)), ""
+        return SourceOutput(tokens=self.tokens_at(episode_step(frame_time_s)))
 
     @property
     def steps(self) -> int:

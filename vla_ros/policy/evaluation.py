@@ -97,48 +97,129 @@ def run_policy_episode(workcell, source, seed: int, family: str, *, executor=Non
     return hand.finish(result, workcell)
 
 
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """Everything a worker needs to run an evaluation's episodes by index (plain data: it travels to Ray)."""
+
+    policy: str | None  # policy directory; None = the scripted expert
+    backend: str
+    split: str
+    blank_instruction: bool = False
+    plan: bool = False
+    temperature: float | None = None
+    seed: int = 0
+    max_steps: int = 80
+    executor: object = None  # ExecutorSettings
+    safety: object = None  # SafetySettings
+    image_size: int = 128
+    threads: int = 1
+
+
+class EpisodeWorker:
+    """Runs episodes of one evaluation by index: in this process, or as a Ray actor (`vla_ros.cluster`).
+
+    Episode i has seed SEED_BASE[split] + i, family FAMILIES[i mod 4] and its own sampling stream (from the
+    evaluation's seed and the episode's), so it comes out the same whichever worker runs it, in whatever order.
+    """
+
+    def __init__(self, spec: EvaluationSpec, runner=None):
+        from vla_ros.sim.rollout import PolicyChunks
+        from vla_ros.sim.workcell import Workcell
+
+        if runner is None and spec.policy is not None:
+            from vla_ros.policy.runners import PolicyRunner
+
+            runner = PolicyRunner(spec.policy, spec.backend, threads=spec.threads)
+        self.spec = spec
+        self.source = None if runner is None else PolicyChunks(runner, plan=spec.plan,
+                                                               blank_instruction=spec.blank_instruction,
+                                                               temperature=spec.temperature, seed=spec.seed)
+        self.workcell = Workcell(image_size=spec.image_size, split=WORKCELL_SPLIT[spec.split])
+
+    def run(self, index: int, video: bool = False, view=None) -> tuple[EpisodeResult, list[np.ndarray]]:
+        """The episode's result and, with `video`, its annotated frames; `view` (an EvaluationView) shows it live."""
+        from vla_ros.sim.video import annotate
+
+        spec, workcell = self.spec, self.workcell
+        seed = SEED_BASE[spec.split] + index
+        if self.source is not None:
+            self.source.reseed(seed)
+        frames: list[np.ndarray] = []
+
+        def on_frame(observation, plan_text):
+            caption = "" if spec.blank_instruction and self.source is not None else workcell.task.instruction
+            frames.append(annotate(workcell.render(size=(256, 256)), caption or "(blank instruction)",
+                                   observation.step, plan_text))
+
+        hooks = [hook for hook in (on_frame if video else None, view.on_step if view else None) if hook]
+        source = self.source if view is None else view.episode(workcell, index, self.source)
+        result = run_policy_episode(workcell, source, seed, FAMILIES[index % len(FAMILIES)],
+                                    executor=spec.executor, safety=spec.safety, max_steps=spec.max_steps,
+                                    on_frame=(lambda o, p: [hook(o, p) for hook in hooks]) if hooks else None)
+        if view is not None:
+            view.end_episode(result)
+        if video:
+            final = annotate(workcell.render(size=(256, 256)), result.instruction, result.steps,
+                             "SUCCESS" if result.success else "failed")
+            frames += [final] * 5
+        return result, frames
+
+    def close(self) -> None:
+        self.workcell.close()
+
+
 def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, blank_instruction: bool = False,
              plan: bool = False, videos: int = 0, temperature: float | None = None, seed: int = 0,
-             max_steps: int = 80, progress: bool = True, label: str = "", executor=None, safety=None) -> dict:
+             max_steps: int = 80, progress: bool = True, label: str = "", executor=None, safety=None,
+             ray_address: str | None = None, view=None) -> dict:
     """Run `episodes` closed-loop episodes (families in turn) and summarize; `runner` None = scripted expert.
 
     `executor` and `safety` are the graph's settings (ExecutorSettings, SafetySettings; defaults when None), so an
-    evaluation runs the control loop and gate the graph runs.
+    evaluation runs the control loop and gate the graph runs. With `ray_address` the episodes are Ray tasks on
+    one `EpisodeWorker` per CPU of that cluster (each loads the runner's policy directory); the results are
+    those of a local run. `view` (a `vla_ros.viewer.evaluation.EvaluationView`) shows each episode in the viewer
+    (local runs only).
     """
     from tqdm import tqdm
 
-    from vla_ros.sim.video import annotate, write_video
-    from vla_ros.sim.workcell import Workcell
+    from vla_ros.sim.video import write_video
 
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
-    from vla_ros.sim.rollout import PolicyChunks
-
-    source = None if runner is None else PolicyChunks(runner, plan=plan, blank_instruction=blank_instruction,
-                                                      temperature=temperature, seed=seed)
+    if view is not None and ray_address:
+        raise ValueError("the viewer shows episodes run in this process; drop the Ray address to view them")
+    spec = EvaluationSpec(policy=None if runner is None else str(Path(runner.policy_dir).resolve()),
+                          backend="builtin-torch" if runner is None else runner.backend, split=split,
+                          blank_instruction=blank_instruction, plan=plan, temperature=temperature, seed=seed,
+                          max_steps=max_steps, executor=executor, safety=safety,
+                          image_size=runner.config.image_size if runner is not None else 128)
+    calls = [(index, out_dir is not None and index < videos) for index in range(episodes)]
     results: list[EpisodeResult] = []
     started = time.perf_counter()
-    image_size = runner.config.image_size if runner is not None else 128
-    with Workcell(image_size=image_size, split=WORKCELL_SPLIT[split]) as workcell:
-        bar = tqdm(range(episodes), desc=f"eval {label or split}", unit="ep", disable=not progress)
-        for index in bar:
-            family = FAMILIES[index % len(FAMILIES)]
-            frames: list[np.ndarray] = []
-            record = out_dir is not None and index < videos
+    bar = tqdm(total=episodes, desc=f"eval {label or split}", unit="ep", disable=not progress)
 
-            def on_frame(observation, plan_text, frames=frames):
-                frame = workcell.render(size=(256, 256))
-                caption = "" if blank_instruction and source is not None else workcell.task.instruction
-                frames.append(annotate(frame, caption or "(blank instruction)", observation.step, plan_text))
+    def keep(index: int, result: EpisodeResult, frames: list[np.ndarray]) -> None:
+        results.append(result)
+        if frames:
+            write_video(out_dir / "videos" / f"{split}_{index:03d}_{result.family}.mp4", frames)
+        bar.update(1)
+        bar.set_postfix(success=f"{np.mean([r.success for r in results]):.0%}")
 
-            result = run_policy_episode(workcell, source, SEED_BASE[split] + index, family, executor=executor,
-                                        safety=safety, max_steps=max_steps, on_frame=on_frame if record else None)
-            results.append(result)
-            if record:
-                final = annotate(workcell.render(size=(256, 256)), result.instruction, result.steps,
-                                 "SUCCESS" if result.success else "failed")
-                write_video(out_dir / "videos" / f"{split}_{index:03d}_{result.family}.mp4", frames + [final] * 5)
-            bar.set_postfix(success=f"{np.mean([r.success for r in results]):.0%}")
+    if ray_address:
+        from vla_ros.cluster import ordered_results, ray_cluster
+
+        with ray_cluster(ray_address):
+            for (index, _), (result, frames) in zip(calls, ordered_results(EpisodeWorker, (spec,), calls,
+                                                                            method="run")):
+                keep(index, result, frames)
+    else:
+        worker = EpisodeWorker(spec, runner)
+        try:
+            for index, video in calls:
+                keep(index, *worker.run(index, video, view))
+        finally:
+            worker.close()
+    bar.close()
     summary = summarize(results, split, label, time.perf_counter() - started, blank_instruction, plan)
     if out_dir is not None:
         write_results(out_dir, summary, results)

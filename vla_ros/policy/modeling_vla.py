@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vla_ros.policy.configuration_vla import PROPRIO_DIM, VLAConfig
+from vla_ros.policy.errors import PolicyLoadError
 from vla_ros.policy.vision import VisionEncoder
 from vla_ros.policy.vocabulary import Vocabulary
 
@@ -28,10 +29,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 IMAGE_SEGMENT, TEXT_SEGMENT, PROPRIO_SEGMENT = 0, 1, 2
-
-
-class PolicyLoadError(ValueError):
-    """A policy directory that cannot be used; the message is one sentence naming the input."""
 
 
 class TokenizerMismatchError(PolicyLoadError):

@@ -20,7 +20,7 @@ class PolicyRunner:
     """Loads a saved policy and generates chunks of action ids for batches of observations."""
 
     def __init__(self, policy_dir: str | Path, backend: str = "builtin-torch", threads: int = 1,
-                 tokenizer=None):
+                 tokenizer=None, device: str = "cpu"):
         import torch
 
         from vla_ros.policy.modeling_vla import VLAPolicy
@@ -32,7 +32,7 @@ class PolicyRunner:
         self.policy_dir = Path(policy_dir)
         self.backend = backend
         try:
-            self.policy = VLAPolicy.from_pretrained(policy_dir, tokenizer=tokenizer)
+            self.policy = VLAPolicy.from_pretrained(policy_dir, tokenizer=tokenizer, map_location=device)
         except PolicyLoadError:
             raise
         except (FileNotFoundError, ValueError) as exc:

@@ -1,13 +1,20 @@
-"""Token sources for the policy stage (`vla_ros.core.stages.policy.TokenSource`), chosen by `backend`."""
+"""Policy sources for the policy stage (`vla_ros.core.stages.policy.PolicySource`), chosen by `backend`.
+
+builtin-torch / builtin-onnx and episode give action tokens; remote (`vla_ros.serving.client`) gives what an
+openpi-compatible server answers: a continuous chunk, or a vla_ros server's tokens. Only the builtin backends
+import torch.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
+import numpy as np
+
 from vla_ros.core.resources import resolve_resource
-from vla_ros.core.stages.policy import PolicySettings
-from vla_ros.policy.modeling_vla import PolicyLoadError
+from vla_ros.core.stages.policy import PolicySettings, SourceOutput
+from vla_ros.policy.errors import PolicyLoadError
 
 
 class RunnerTokenSource:
@@ -18,14 +25,32 @@ class RunnerTokenSource:
         self.identity = runner.identity
         self.image_size = runner.config.image_size
 
-    def generate(self, rgb, task, joints, *, frame_time_s, temperature, plan, rng):
-        generated = self.runner.infer(rgb[None], [task], None if joints is None else joints[None], plan=plan,
-                                      temperature=temperature, rng=rng)
-        return generated.tokens[0], (self.runner.plan_text(generated.plans[0]) if generated.plans else "")
+    def generate(self, rgb, task, joints, *, frame_time_s, temperature, plan, rng, stamp_ns=0) -> SourceOutput:
+        return self.generate_batch(rgb[None], [task], None if joints is None else joints[None],
+                                   temperature=temperature, plan=plan, rng=rng)[0]
+
+    def generate_batch(self, rgbs: np.ndarray, tasks: list[str], joints: np.ndarray | None, *, temperature, plan,
+                       rng) -> list[SourceOutput]:
+        """One forward pass for B observations (images [B, S, S, 3] at the model's size, joints [B, 6] or None)."""
+        generated = self.runner.infer(rgbs, tasks, joints, plan=plan, temperature=temperature, rng=rng)
+        plans = [self.runner.plan_text(p) for p in generated.plans] if generated.plans else [""] * len(tasks)
+        return [SourceOutput(tokens=tokens, plan=text) for tokens, text in zip(generated.tokens, plans)]
+
+    @property
+    def tokenizer(self):
+        return self.runner.tokenizer
 
 
-def load_token_source(settings: PolicySettings, *, threads: int = 1, model_path: Path | None = None):
-    """The token source `settings.backend` names; PolicyLoadError names the setting that is wrong."""
+def load_token_source(settings: PolicySettings, *, threads: int = 1, model_path: Path | None = None,
+                      device: str = "cpu"):
+    """The source `settings.backend` names; PolicyLoadError names the setting that is wrong.
+
+    `device` is where builtin-torch runs ("cuda" on a GPU host); builtin-onnx takes CUDA by itself when present.
+    """
+    if settings.backend == "remote":
+        from vla_ros.serving.client import RemotePolicySource
+
+        return RemotePolicySource.from_settings(settings)
     if settings.backend == "episode":
         from vla_ros.policy.episode_source import EpisodeTokenSource
 
@@ -45,7 +70,5 @@ def load_token_source(settings: PolicySettings, *, threads: int = 1, model_path:
             raise PolicyLoadError(f"tokenizer_path={settings.tokenizer_path!r} is not a usable tokenizer: "
                                   f"{exc}") from None
     model = Path(model_path) if model_path is not None else resolve_resource(settings.model_path)
-    return RunnerTokenSource(PolicyRunner(model, settings.backend, threads=threads, tokenizer=tokenizer))
-
-
-
+    return RunnerTokenSource(PolicyRunner(model, settings.backend, threads=threads, tokenizer=tokenizer,
+                                          device=device if settings.backend == "builtin-torch" else "cpu"))

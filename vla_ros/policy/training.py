@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from vla_ros.policy.modeling_vla import VLAPolicy, new_policy
 from vla_ros.policy.recipe import TrainRecipe
-from vla_ros.policy.training_data import IGNORE, TrainingSet, build_training_set, sequences, shift_images, split_names
+from vla_ros.policy.training_data import IGNORE, TrainingSet, build_training_set, sequences, shift_images
 
 CHECKPOINT_FILE = "checkpoint.pt"
 REPORT_FILE = "training_report.json"
@@ -196,11 +196,14 @@ def grounding_error(policy: VLAPolicy, batch: dict, device) -> tuple[float, int]
 
 
 def load_split(data_dir: str | Path) -> tuple[list, list]:
-    """(train, valid) successful episodes with images, by the data set's masks (every 10th is valid if none)."""
-    from vla_ros.data.episodes import load_episodes
+    """(train, valid) successful episodes with images, by the data set's masks (every 10th is valid if none).
 
-    episodes = load_episodes(data_dir, successful_only=True, with_images=True)
-    names = split_names(data_dir)
+    Any data set kind `vla_ros.data.formats` reads: our HDF5, a LeRobotDataset (v3.0, v2.1) or demonstration bags.
+    """
+    from vla_ros.data.formats import dataset_splits, load_dataset_episodes
+
+    episodes = load_dataset_episodes(data_dir, successful_only=True, with_images=True)
+    names = dataset_splits(data_dir)
     if names.get("valid"):
         valid_names = set(names["valid"])
         return [e for e in episodes if e.name not in valid_names], [e for e in episodes if e.name in valid_names]

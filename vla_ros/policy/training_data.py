@@ -56,12 +56,14 @@ def object_places(episode) -> tuple[np.ndarray, np.ndarray]:
     reproduce (another generator) gets no label (mask 0).
     """
     from vla_ros.sim.layout import sample_layout
-    from vla_ros.sim.tasks import sample_task
+    from vla_ros.sim.tasks import FAMILIES, sample_task
 
+    places, known = np.zeros(4, np.float32), np.zeros(2, np.float32)
+    if episode.seed < 0 or episode.family not in FAMILIES:  # demonstrations from a bag or LeRobot: no layout seed
+        return places, known
     rng = np.random.default_rng(episode.seed)
     layout = sample_layout(rng, None, family=episode.family)
     task = sample_task(rng, layout, split="train", family=episode.family)
-    places, known = np.zeros(4, np.float32), np.zeros(2, np.float32)
     if task.instruction != episode.instruction:
         return places, known
     places[:2], known[0] = layout.position(task.target), 1.0

@@ -8,8 +8,10 @@ taken at that tick, and its answer arrives with no delay; the gate's forwarded t
 (the simulator node interpolates it over the command's reach time).
 
 A chunk source maps an observation and an instruction to actions [H, 7] (and a plan text): a learned policy
-with its tokenizer (`PolicyChunks`), the scripted expert one step at a time (`ExpertChunks`), or the expert's
-look-ahead through a tokenizer (`vla_ros.tokenizers.fidelity`).
+with its tokenizer (`PolicyChunks`), any source of the policy stage — built-in, recorded episode or a remote
+server (`StageSourceChunks`) —, the scripted expert one step at a time (`ExpertChunks`), or the expert's
+look-ahead through a tokenizer (`vla_ros.tokenizers.fidelity`). A source whose `action_space` is
+`joint_position` gives absolute joint targets, which the control loop takes as such.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from vla_ros.core.action_chunks import ActionChunk
+from vla_ros.core.action_chunks import EE_DELTA, ActionChunk
 from vla_ros.core.action_tokens import task_hash
 from vla_ros.core.executor import ExecutorSettings
 from vla_ros.core.safety.gate import FORWARD, HOLD, JointSnapshot
@@ -63,7 +65,12 @@ class PolicyChunks:
     def __init__(self, runner, *, plan: bool = False, blank_instruction: bool = False,
                  temperature: float | None = None, seed: int = 0):
         self.runner, self.plan, self.blank, self.temperature = runner, plan, blank_instruction, temperature
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
+
+    def reseed(self, episode_seed: int) -> None:
+        """A sampling stream of the episode's own, so an episode samples the same whatever ran before it."""
+        self.rng = np.random.default_rng([self.seed, episode_seed])
 
     def chunk(self, observation: Observation, instruction: str) -> tuple[np.ndarray, str]:
         text = "" if self.blank else instruction
@@ -71,6 +78,35 @@ class PolicyChunks:
                                       temperature=self.temperature, rng=self.rng)
         actions = self.runner.tokenizer.decode(generated.tokens)[0]
         return actions, (self.runner.plan_text(generated.plans[0]) if generated.plans else "")
+
+
+class StageSourceChunks:
+    """A policy-stage source (`vla_ros.core.stages.policy.PolicySource`: built-in, episode, remote) as a chunk
+    source; token output is decoded with `tokenizer`, continuous output is used as it is."""
+
+    def __init__(self, source, tokenizer=None, *, temperature: float = 0.1, plan: bool = False, seed: int = 0):
+        self.source, self.tokenizer, self.temperature, self.plan = source, tokenizer, temperature, plan
+        self.seed, self.rng = seed, np.random.default_rng(seed)
+        self.action_space = getattr(source, "action_space", EE_DELTA)
+
+    def reseed(self, episode_seed: int) -> None:
+        self.rng = np.random.default_rng([self.seed, episode_seed])
+
+    def chunk(self, observation: Observation, instruction: str) -> tuple[np.ndarray, str]:
+        from vla_ros.core.preprocess import center_crop_resize
+
+        rgb, size = observation.image, self.source.image_size
+        if rgb is not None and size is not None and rgb.shape[:2] != (size, size):
+            rgb = center_crop_resize(rgb, size)
+        frame_time = observation.step * CONTROL_PERIOD_S
+        out = self.source.generate(rgb, instruction, np.asarray(observation.joint_pos, np.float32),
+                                   frame_time_s=frame_time, temperature=self.temperature, plan=self.plan, rng=self.rng,
+                                   stamp_ns=int(round(frame_time * NS)) + 1)
+        if out.actions is not None:
+            return np.asarray(out.actions, np.float64), out.plan
+        if self.tokenizer is None:
+            raise ValueError("this source gives action tokens: StageSourceChunks needs the tokenizer to decode them")
+        return self.tokenizer.decode(np.asarray(out.tokens, np.int64)[None])[0], out.plan
 
 
 def expert_rollout(workcell: Workcell, seed: int, *, task: Task | None = None, family: str | None = None,
@@ -137,7 +173,8 @@ def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | 
                 observation, observed = workcell.observe(), k
             actions, plan = source.chunk(observation, workcell.task.instruction)
             loop.executor.add_chunk(ActionChunk(np.asarray(actions, np.float64), int(round(now * NS)),
-                                                CONTROL_PERIOD_S, chunk_task, "rollout"), received_s=now)
+                                                CONTROL_PERIOD_S, chunk_task, "rollout",
+                                                getattr(source, "action_space", EE_DELTA)), received_s=now)
             gate.touch(POLICY_LEASE, now)
             result.inferences += 1
             result.plans.append(plan)

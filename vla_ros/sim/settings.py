@@ -22,6 +22,11 @@ class SimSettings(Settings):
     joint_state_rate: float = setting(50.0, "/joint_states messages per second.", check=positive)
     physics_period: float = setting(0.01, "Simulated seconds advanced per loop iteration.", check=positive)
     publish_clock: bool = setting(False, "Publish /clock with the simulated time (use use_sim_time elsewhere).")
+    expert_hints: bool = setting(False, "Publish the scripted expert's next action on /widowx_sim/expert_action after "
+                                 "each arm or gripper command (privileged state: for a scripted joystick in tests "
+                                 "and benchmarks).")
+    publish_tf: bool = setting(True, "Publish /robot_description (the wx250s URDF), /tf from the joints and /tf_static "
+                               "(fixed links and cameras) for RViz and Foxglove; /tf needs tf2_msgs (a distribution).")
     thread_priority: int = setting(45, "SCHED_FIFO priority of the physics thread (1-99; 0 = normal scheduling), "
                                    "below the executor's control thread.",
                                    check=lambda v: None if 0 <= v <= 99 else "must lie in 0..99")

@@ -46,6 +46,7 @@ class Lease:
     duration_s: float
     last_seen_mono: float | None = None
     alive: bool = True  # liveliness as DDS reports it
+    watched: bool = True  # a lapse holds the arm (not for the chunk source that is not in control)
 
 
 @dataclass
@@ -96,6 +97,13 @@ class SafetyGate:
         """
         self.reference = None
 
+    def watch(self, name: str, watched: bool, now_mono: float) -> None:
+        """Watch a lease or stop watching it; a lease watched anew starts afresh, as at a task change."""
+        lease = self.leases[name]
+        if watched and not lease.watched:
+            lease.last_seen_mono = now_mono
+        lease.watched = watched
+
     def set_alive(self, name: str, alive: bool, now_mono: float) -> None:
         self.leases[name].alive = alive
         if alive:
@@ -107,12 +115,12 @@ class SafetyGate:
             key = f"lease_{name}"
             silent = (lease.duration_s > 0 and lease.last_seen_mono is not None
                       and now_mono - lease.last_seen_mono > lease.duration_s)
-            lapsed = watching and (not lease.alive or silent)
+            lapsed = watching and lease.watched and (not lease.alive or silent)
             if lapsed and key not in self.blocks:
                 why = "is gone (liveliness lost)" if not lease.alive else f"sent nothing for {lease.duration_s:.2f} s"
                 self.blocks[key] = f"{name} {why}"
                 return self._hold(key, f"{name} {why}: holding")
-            if not lapsed and key in self.blocks and lease.alive:
+            if not lapsed and key in self.blocks and (lease.alive or not lease.watched):
                 del self.blocks[key]
                 self.min_obs_stamp_s = max(self.min_obs_stamp_s, now_ros)  # only chunks computed from now on
         return None

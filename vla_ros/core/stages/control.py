@@ -15,6 +15,7 @@ import numpy as np
 from vla_ros.core import topics
 from vla_ros.core.action_chunks import ChunkError
 from vla_ros.core.action_tokens import task_hash
+from vla_ros.core.ee_delta import pose_delta
 from vla_ros.core.messages import MessageKit, read_chunk
 from vla_ros.core.ee_integration import EndEffectorIntegrator, JointTargets
 from vla_ros.core.executor import ChunkExecutor, ExecutorSettings, Step
@@ -29,10 +30,17 @@ class ControlOutput:
     step: Step
     reason: str = ""
     new_hold: bool = False  # this tick started a hold
+    executed: np.ndarray | None = None  # the 7-D Bridge action this command carries out (/vla/executed_action)
 
     @property
     def stamp_ns(self) -> int:
         return int(round(self.step.chunk_stamp_s * 1e9))
+
+
+# Chunk sources: the policy's chunks (/vla/action_chunk) or a human's (/vla/teleop/action_chunk). One is in
+# control at a time; the other's chunks are refused, so the two never mix in a window.
+POLICY, TELEOP = "policy", "teleop"
+CONTROL_MODES = (POLICY, TELEOP)
 
 
 class ControlLoop:
@@ -43,6 +51,24 @@ class ControlLoop:
         self.joint_positions: np.ndarray | None = None
         self.joint_mono: float = -np.inf
         self.hold_since: float | None = None
+        self.mode = settings.control_mode
+
+    def set_mode(self, mode: str) -> bool:
+        """Hand control to another chunk source; returns whether the mode changed.
+
+        Every queued chunk is dropped and integration restarts from the measured joints, as at a task change, so
+        a window never holds a chunk of the source that lost control.
+        """
+        if mode not in CONTROL_MODES:
+            raise ValueError(f"control mode {mode!r} is not one of {', '.join(CONTROL_MODES)}")
+        if mode == self.mode:
+            return False
+        self.mode = mode
+        task = self.executor.task_hash
+        self.executor.set_task(None)  # flushes every chunk, as a task change does
+        self.executor.set_task(task)
+        self.integrator.release()
+        return True
 
     def set_task(self, task: str) -> None:
         """A new (or empty = idle) task: flush the chunks and integrate from the measured joints again."""
@@ -65,8 +91,10 @@ class ControlLoop:
         if np.all(np.isfinite(values)):
             self.joint_positions, self.joint_mono = values, now_mono
 
-    def on_chunk(self, msg, received_s: float) -> str | None:
-        """Queue an /vla/action_chunk message; returns why it was refused, or None."""
+    def on_chunk(self, msg, received_s: float, source: str = POLICY) -> str | None:
+        """Queue a chunk message from `source`; returns why it was refused, or None."""
+        if source != self.mode:
+            return f"a {source} chunk while {self.mode} is in control"
         try:
             return self.executor.add_chunk(read_chunk(msg), received_s=received_s)
         except ChunkError as exc:
@@ -86,9 +114,16 @@ class ControlLoop:
             return self._hold(step, step.reason if step.hold else "no fresh /joint_states", now_mono)
         if not self.integrator.anchored:
             self.integrator.anchor(self.joint_positions)
-        targets = self.integrator.apply(step.action)
+        before = self.integrator.pose
+        if step.joint_targets:  # absolute joint targets: no integration, the gate still checks every command
+            targets = self.integrator.move_towards(step.action, step.share)
+        else:
+            targets = self.integrator.apply(step.action)
         self.hold_since = None
-        return ControlOutput(targets, step)
+        executed = np.asarray(step.action, np.float64).copy()
+        if step.joint_targets:  # the EE motion the joint targets make, in the Bridge convention
+            executed = np.append(pose_delta(*before, *self.integrator.pose), targets.gripper)
+        return ControlOutput(targets, step, executed=executed)
 
     def _hold(self, step: Step, reason: str, now_mono: float) -> ControlOutput:
         """Command nothing (the controllers keep the last target); re-anchor after a long hold."""

@@ -7,6 +7,7 @@ the messages to publish as (topic, message) pairs, built with the driver's `Mess
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -18,12 +19,15 @@ from vla_ros.core.safety.gate import FORWARD, HOLD, Decision, JointSnapshot, Saf
 from vla_ros.core.safety.limits import BRIDGE_WORKSPACE_MAX, BRIDGE_WORKSPACE_MIN, DEFAULT_MAX_JOINT_VELOCITY, SafetyLimits
 from vla_ros.core.safety.rules import ArmCommand
 from vla_ros.core.settings import Settings, length, non_negative, positive, setting
+from vla_ros.core.stages.control import TELEOP
 from vla_ros.robot.wx250s import (ARM_JOINTS, FINGER_JOINT, GRIPPER_COMMAND_JOINT, finger_position, finger_value,
                                   gripper_opening, joint_values)
 
 POLICY_LEASE = "vla_policy"
 EXECUTOR_LEASE = "chunk_executor"
+TELEOP_LEASE = "teleop"  # the teleop node's chunks; watched instead of the policy's while teleop is in control
 NS = 1_000_000_000
+_VETO = re.compile(r"^([a-z][a-z0-9_]*): (.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,11 @@ class SafetySettings(Settings):
     max_gripper_effort: float = setting(20.0, "Finger effort above which closing further is refused.",
                                         check=positive)
     max_command_rate: float = setting(50.0, "Most commands per second forwarded per controller.", check=positive)
-    policy_lease: float = setting(1.0, "Hold when the policy sends no tokens for this long during a task, s "
-                                  "(0 = liveliness only).", check=non_negative)
+    policy_lease: float = setting(1.0, "Hold when the policy sends no tokens (or, remote, no chunks) for this long "
+                                  "during a task, s (0 = liveliness only).", check=non_negative)
+    teleop_lease: float = setting(0.5, "While teleop is in control: hold when the teleop node sends no chunk for this "
+                                  "long during a task (a silent joystick), s (0 = liveliness only).",
+                                  check=non_negative)
 
     def limits(self, joint_limits: np.ndarray) -> SafetyLimits:
         """SafetyLimits for an arm whose joint limits are `joint_limits` [6, 2] (lower, upper) rad."""
@@ -83,6 +90,8 @@ def build_gate(settings: SafetySettings, kinematics) -> SafetyGate:
                       max_command_rate=settings.max_command_rate)
     gate.add_lease(POLICY_LEASE, settings.policy_lease)
     gate.add_lease(EXECUTOR_LEASE, 0.0)
+    gate.add_lease(TELEOP_LEASE, settings.teleop_lease)
+    gate.watch(TELEOP_LEASE, False, 0.0)  # the policy is in control until /vla/control_mode says otherwise
     return gate
 
 
@@ -108,9 +117,28 @@ class GateStage:
     def on_tokens(self, now_mono: float) -> None:
         self.gate.touch(POLICY_LEASE, now_mono)
 
+    def on_chunk(self, now_mono: float) -> None:
+        """A chunk from the policy itself (a remote backend publishes chunks, no tokens) renews the same lease."""
+        self.gate.touch(POLICY_LEASE, now_mono)
+
     def on_task(self, now_mono: float) -> None:
         """A new task starts the policy's lease afresh, and speeds are judged from the measured joints."""
         self.gate.touch(POLICY_LEASE, now_mono)
+        self.gate.touch(TELEOP_LEASE, now_mono)
+        self.gate.task_changed()
+
+    def on_teleop_chunk(self, now_mono: float) -> None:
+        self.gate.touch(TELEOP_LEASE, now_mono)
+
+    def set_control_mode(self, mode: str, now_mono: float) -> None:
+        """Watch the lease of the chunk source in control (policy or teleop), and judge speeds afresh.
+
+        The executor takes chunks from that source only, so the other's silence cannot move the arm; the executor's
+        own lease is watched in both modes.
+        """
+        teleop = mode == TELEOP
+        self.gate.watch(POLICY_LEASE, not teleop, now_mono)
+        self.gate.watch(TELEOP_LEASE, teleop, now_mono)
         self.gate.task_changed()
 
     def on_estop(self, asserted: bool, now_ros: float) -> list:
@@ -157,4 +185,15 @@ class GateStage:
     def _veto(self, reason: str, rule: str) -> list:
         self.vetoes[rule or "unspecified"] += 1
         self.last_veto = reason
-        return [(topics.SAFETY_VETO, self.m.string(reason))]
+        return [(topics.SAFETY_VETO, self.m.string(veto_text(rule, reason)))]
+
+
+def veto_text(rule: str, reason: str) -> str:
+    """A /vla/safety/veto message: `<rule>: <reason>` (the rule that held the arm first), or the reason alone."""
+    return f"{rule}: {reason}" if rule else reason
+
+
+def split_veto(text: str) -> tuple[str, str]:
+    """(rule, reason) of a /vla/safety/veto message; the rule is '' when the text names none."""
+    match = _VETO.match(text)
+    return (match.group(1), match.group(2)) if match else ("", text)

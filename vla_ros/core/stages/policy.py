@@ -1,10 +1,12 @@
-"""The policy stage: newest /vla/image + /vla/task (+ /joint_states) → /vla/action_tokens (vla_policy).
+"""The policy stage: newest /vla/image + /vla/task (+ /joint_states) → /vla/action_tokens or /vla/action_chunk.
 
 When to infer is `vla_ros.core.scheduling.decide` (a task, a frame not used yet and younger than
-`max_image_age`, at most `inference_rate` Hz). The tokens come from a `TokenSource`: the built-in runners, a
-recorded episode, or a remote server; the stage stamps them with the frame's stamp, the task and the source's
-tokenizer identity. A driver calls `next_job` (cheap, under its lock), `run` (the inference, outside it) and
-`publishable` (whether the task is still current).
+`max_image_age`, at most `inference_rate` Hz). The output comes from a `PolicySource`: the built-in runners, a
+recorded episode, or a remote server (`vla_ros.serving.client`). A source answers with a `SourceOutput`: action
+tokens (published on /vla/action_tokens for the decoder) or a continuous chunk [H, 7] (published on
+/vla/action_chunk as it is: no decoder in the path). Either way the stage stamps it with the frame's stamp, the
+task and the source's identity. A driver calls `next_job` (cheap, under its lock), `run` (the inference, outside
+it) and `publishable` (whether the task is still current).
 """
 
 from __future__ import annotations
@@ -15,23 +17,30 @@ from typing import Protocol
 
 import numpy as np
 
-from vla_ros.core.action_tokens import pack_action_tokens
+from vla_ros.core.action_chunks import ACTION_SPACES, EE_DELTA
+from vla_ros.core.action_tokens import pack_action_tokens, task_hash
 from vla_ros.core.image_msgs import image_to_rgb8
 from vla_ros.core.messages import NS, MessageKit, stamp_ns
 from vla_ros.core.preprocess import center_crop_resize
-from vla_ros.core.settings import CONTROL_RATE_HZ, Settings, non_negative, one_of, positive, setting
+from vla_ros.core.settings import CONTROL_PERIOD_S, CONTROL_RATE_HZ, Settings, non_negative, one_of, positive, setting
 from vla_ros.core import scheduling
 from vla_ros.robot.wx250s import ARM_JOINTS, joint_values
 
-POLICY_BACKENDS = ("builtin-torch", "builtin-onnx", "episode")
+POLICY_BACKENDS = ("builtin-torch", "builtin-onnx", "episode", "remote")
+REMOTE_REPLIES = ("actions", "tokens")
+
+
+def _percent(value) -> str | None:
+    return None if 0 <= value <= 100 else f"must be 0 … 100, got {value}"
 
 
 @dataclass(frozen=True)
 class PolicySettings(Settings):
     """vla_policy's settings."""
 
-    backend: str = setting("builtin-torch", "Token source: builtin-torch, builtin-onnx (onnxruntime, CUDA when "
-                           "present) or episode (a recorded episode's actions through the tokenizer).",
+    backend: str = setting("builtin-torch", "Policy source: builtin-torch, builtin-onnx (onnxruntime, CUDA when "
+                           "present), episode (a recorded episode's actions through the tokenizer) or remote (an "
+                           "openpi-compatible policy server at policy_url; no local model).",
                            check=one_of(*POLICY_BACKENDS))
     model_path: str = setting("models/policy/vla", "Policy directory from 'vla-ros train'; relative paths are "
                               "looked up in the package.")
@@ -48,18 +57,63 @@ class PolicySettings(Settings):
     plan: bool = setting(False, "Generate the chain-of-thought plan before the actions and publish it on /vla/plan.",
                          read_only=False)
     threads: int = setting(1, "CPU threads for inference.", check=positive, node_only=True)
+    # --- backend remote (docs/remote.md) ---
+    policy_url: str = setting("", "Backend remote: the policy server, ws://host:port or wss://host:port (TLS).")
+    api_key_file: str = setting("", "Backend remote: file holding the server's API key (sent as 'Authorization: "
+                                "Api-Key <key>'); empty: the environment variable VLA_ROS_API_KEY, else no key.")
+    action_space: str = setting(EE_DELTA, "Backend remote: what the server's actions are: ee_delta ([H, 7] Bridge "
+                                "end-effector deltas + gripper, OpenVLA and the built-in policy) or joint_position "
+                                "([H, 7] absolute targets of the 6 arm joints in rad + gripper opening); a reply that "
+                                "is not is refused.", check=one_of(*ACTION_SPACES))
+    action_dt: float = setting(CONTROL_PERIOD_S, "Backend remote: seconds between the steps of the server's chunks "
+                               "(the control period its policy was trained at).", check=positive)
+    request_timeout: float = setting(0.5, "Backend remote: seconds a request may take; a later reply is refused and "
+                                     "the connection renewed.", check=positive)
+    remote_image_size: int = setting(0, "Backend remote: square size (px) the image is resized to on the robot "
+                                     "before sending; 0 = the size the server announces, else 224.",
+                                     check=non_negative)
+    jpeg_quality: int = setting(0, "Backend remote: send the image as JPEG of this quality (1-100; only a vla_ros "
+                                "server reads it); 0 = a raw uint8 array, what openpi servers read.", check=_percent)
+    remote_reply: str = setting("actions", "Backend remote: publish a vla_ros server's continuous actions on "
+                                "/vla/action_chunk (actions) or its action tokens on /vla/action_tokens for the "
+                                "action_decoder (tokens).", check=one_of(*REMOTE_REPLIES))
+    tls_ca_file: str = setting("", "Backend remote: a CA certificate (PEM) to trust for wss:// besides the system's "
+                               "(e.g. a server's self-signed certificate).")
 
 
-class TokenSource(Protocol):
-    """Where action tokens come from. `image_size` is the square size it infers at (None: it needs no image)."""
+@dataclass(frozen=True)
+class SourceOutput:
+    """A source's answer for one observation: action tokens, or a continuous chunk, and the plan text."""
+
+    tokens: np.ndarray | None = None  # token ids [T] of `identity`'s tokenizer: the decoder makes the chunk
+    actions: np.ndarray | None = None  # a continuous chunk [H, 7] in `action_space`, published as it is
+    plan: str = ""
+    action_space: str = EE_DELTA
+    step_dt: float = CONTROL_PERIOD_S
+    identity: str | None = None  # who produced it, when not the source's `identity` (16 hex digits at most)
+
+    def __post_init__(self):
+        if (self.tokens is None) == (self.actions is None):
+            raise ValueError("a SourceOutput carries either tokens or actions")
+
+
+class PolicySource(Protocol):
+    """Where a policy's output comes from. `image_size` is the square size it infers at (None: no image needed).
+
+    `identity` names what the output belongs to: the tokenizer of token output (the decoder refuses others), the
+    policy of continuous output; at most 16 hex digits (it travels in the chunk's frame_id).
+    """
 
     identity: str
     image_size: int | None
 
     def generate(self, rgb: np.ndarray | None, task: str, joints: np.ndarray | None, *, frame_time_s: float,
-                 temperature: float, plan: bool, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-        """Token ids [T] and the plan text ('' when none). `frame_time_s` is since the task started."""
+                 temperature: float, plan: bool, rng: np.random.Generator, stamp_ns: int = 0) -> SourceOutput:
+        """The output for one frame. `frame_time_s` is since the task started, `stamp_ns` the frame's stamp."""
         ...
+
+
+TokenSource = PolicySource  # its name while every source gave tokens
 
 
 @dataclass(frozen=True)
@@ -73,8 +127,9 @@ class Job:
 
 @dataclass(frozen=True)
 class Generated:
-    tokens: object  # the /vla/action_tokens message
+    tokens: object | None  # the /vla/action_tokens message, or None
     plan: str
+    chunk: object | None = None  # the /vla/action_chunk message of a continuous output, or None
 
 
 class PolicyStage:
@@ -133,11 +188,16 @@ class PolicyStage:
             size = self.source.image_size
             if rgb.shape[:2] != (size, size):
                 rgb = center_crop_resize(rgb, size)
-        tokens, plan = self.source.generate(rgb, job.task, job.joints, frame_time_s=stamp / NS - job.task_started_s,
-                                            temperature=self.settings.temperature, plan=self.settings.plan,
-                                            rng=self.rng)
-        fields = pack_action_tokens(np.asarray(tokens, np.int64), stamp, job.task, self.source.identity)
-        return Generated(self.m.action_tokens(fields), plan)
+        out = self.source.generate(rgb, job.task, job.joints, frame_time_s=stamp / NS - job.task_started_s,
+                                   temperature=self.settings.temperature, plan=self.settings.plan, rng=self.rng,
+                                   stamp_ns=stamp)
+        identity = out.identity or self.source.identity
+        if out.actions is not None:
+            chunk = self.m.action_chunk(np.asarray(out.actions, np.float64), stamp, out.step_dt, task_hash(job.task),
+                                        identity, out.action_space)
+            return Generated(None, out.plan, chunk)
+        fields = pack_action_tokens(np.asarray(out.tokens, np.int64), stamp, job.task, identity)
+        return Generated(self.m.action_tokens(fields), out.plan)
 
     def publishable(self, job: Job) -> bool:
         """False when the task changed while inferring: the chunk belongs to no current task."""
