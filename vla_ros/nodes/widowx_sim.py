@@ -43,10 +43,8 @@ from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR
 from vla_ros.nodes.realtime import request_realtime
 from vla_ros.nodes.runtime import NodeThreads, run_node
 from vla_ros.robot.urdf import load_robot
-from vla_ros.robot.wx250s import ARM_JOINTS
-from vla_ros.robot.wx250s import FINGER_CLOSED, FINGER_OPEN
+from vla_ros.robot.wx250s import ARM_JOINTS, FINGER_JOINT, FINGER_JOINTS, gripper_opening
 
-FINGER_JOINTS = ("left_finger", "right_finger")
 
 
 class WidowXSim(Node):
@@ -180,11 +178,10 @@ class WidowXSim(Node):
 
     def on_gripper(self, msg: JointTrajectory) -> None:
         # Like Interbotix's gripper controller: the left finger's position in metres.
-        parsed = self._trajectory(msg, ["left_finger"])
+        parsed = self._trajectory(msg, [FINGER_JOINT])
         if parsed:
             points, start = parsed
-            opening = [TrajectoryPoint((p.positions - FINGER_CLOSED) / (FINGER_OPEN - FINGER_CLOSED), p.time_s)
-                       for p in points]
+            opening = [TrajectoryPoint(np.array([gripper_opening(p.positions[0])]), p.time_s) for p in points]
             with self.lock:
                 self.gripper.command(self.now_s(), opening, start)
             self.publish_expert_hint()

@@ -15,6 +15,7 @@ import numpy as np
 ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
 GRIPPER_COMMAND_JOINT = "gripper"  # the executor's gripper command: opening 0 (closed) .. 1 (open)
 FINGER_JOINT = "left_finger"  # the gripper controller's joint: finger position in metres
+FINGER_JOINTS = (FINGER_JOINT, "right_finger")  # both fingers, as the arm's JointState lists them
 # Lower, upper limit per arm joint (rad), ARM_JOINTS order: the MJCF's ranges.
 JOINT_LIMITS = np.array([
     [-3.14158, 3.14158],

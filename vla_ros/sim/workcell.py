@@ -12,7 +12,7 @@ import numpy as np
 
 from vla_ros.core.settings import CONTROL_PERIOD_S
 from vla_ros.robot.kinematics import ArmKinematics, IKResult, Pose, rot_y, rotmat_to_quat
-from vla_ros.robot.wx250s import ARM_JOINTS, FINGER_OPEN, finger_position, gripper_opening
+from vla_ros.robot.wx250s import ARM_JOINTS, FINGER_JOINT, FINGER_OPEN, finger_position, gripper_opening
 from vla_ros.sim.settings import CAMERAS
 from vla_ros.sim.layout import BLOCK_SIZES, SceneLayout, sample_layout
 from vla_ros.sim.tasks import ObjectState, Task, WorldState, sample_task, task_success
@@ -66,7 +66,7 @@ class Workcell:
         model = self.model
         self._arm_qpos = np.array([model.jnt_qposadr[model.joint(n).id] for n in ARM_JOINTS])
         self._arm_dof = np.array([model.jnt_dofadr[model.joint(n).id] for n in ARM_JOINTS])
-        self._finger_qpos = model.jnt_qposadr[model.joint("left_finger").id]
+        self._finger_qpos = model.jnt_qposadr[model.joint(FINGER_JOINT).id]
         self._ee_site = model.site("ee").id
         self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
         self._state_size = mujoco.mj_stateSize(model, self._state_spec)
