@@ -87,7 +87,11 @@ def through_ros(seeds: list[tuple[str, int]], timeout: float, graph_args: list[s
     try:
         run = SimGraphSession(probe, out)
         sampler = DiagnosticsSampler(probe)
-        probe.spin_until(run.ready, 180, "every node of the graph")
+        from vla_ros.graphs.spec import load_graph, parse_overrides, resolve_graph
+
+        # The nodes this graph starts (with policy_backend:=remote there is no action_decoder).
+        nodes = [node.name for node in resolve_graph(load_graph("widowx"), parse_overrides(graph_args))]
+        probe.spin_until(lambda: run.ready(nodes), 180, "every node of the graph")
         for family, seed in tqdm(seeds, desc=f"ROS {label}"):
             outcome = run.run_task(family, seed, timeout)
             results.append({**outcome, "vetoes": len(outcome["vetoes"])})

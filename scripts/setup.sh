@@ -67,7 +67,8 @@ fi
 install "the ML and simulation stack (torch 2.13.0 CPU, transformers, onnxruntime, MuJoCo, rosbags)" \
     -r requirements/stack.txt
 install "Ray Serve (vla-ros serve, --ray)" -r requirements/serve.txt -c requirements/stack.txt
-install "the test tools (pytest, hypothesis, pytest-rerunfailures, mcap-ros2-support)" -r requirements/test.txt
+install "the test tools (pytest, hypothesis, pytest-rerunfailures, mcap-ros2-support, datasets)" -r requirements/test.txt \
+    -c requirements/stack.txt
 install "openpi-client for the compatibility test (without its numpy<2 pin)" --no-deps -r requirements/test-no-deps.txt
 # With its dependencies, the pins as constraints: pip adds only vla_ros itself, and stops here if a pin
 # contradicts setup.py's install_requires or test extra.

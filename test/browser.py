@@ -23,7 +23,9 @@ import numpy as np
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--enable-unsafe-swiftshader", "--hide-scrollbars", "--mute-audio")
+         "--enable-unsafe-swiftshader", "--hide-scrollbars", "--mute-audio",
+         # SwiftShader can take seconds per frame on two busy cores; the GPU watchdog would kill it and the page
+         "--disable-gpu-watchdog")
 
 
 def chromium_path() -> str | None:

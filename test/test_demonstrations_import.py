@@ -86,8 +86,19 @@ def test_without_recorded_actions_they_come_from_forward_kinematics(tmp_path):
 
 
 def test_a_bad_import_leaves_no_data_set_behind(bags, tmp_path):
+    import shutil
+
     root, _ = bags
+    truncated = tmp_path / "truncated"
+    shutil.copytree(root / "episode_0000", truncated)
+    storage = next(truncated.glob("*.mcap"))
+    storage.write_bytes(storage.read_bytes()[: storage.stat().st_size // 2])
+    report = import_bags([truncated, root / "episode_0001"], tmp_path / "one_good", CONTRACT, say=lambda _: None)
+    assert report["imported"] == 1 and "truncated or corrupt" in report["skipped"][0]["reason"]
     out = tmp_path / "nothing"
+    with pytest.raises(DatasetImportError, match="no episode could be imported"):
+        import_bags([truncated], out, CONTRACT, say=lambda _: None)
+    assert not out.exists()
     with pytest.raises(DatasetImportError, match="no episode could be imported"):
         import_bags([root / "episode_0002", root / "episode_0004"], out, CONTRACT, say=lambda _: None)
     assert not out.exists() and not (tmp_path / "nothing.partial").exists()

@@ -39,16 +39,18 @@ def recorded(tmp_path_factory):
         session = ScriptedTeleopSession(probe, REPO / "config" / "teleop" / "joy.yaml")
         session.spin_until(lambda: graph.process.poll() is None and session.ready(), 90, "the graph",
                            engaged=False)
+        log = (root / "record-demos.log").open("w")  # a file, not a pipe: nobody reads it while recording
         recorder = subprocess.Popen(
             [sys.executable, "-m", "vla_ros.cli", "record-demos", "-o", str(root / "demos"),
-             "--episodes", str(len(SEEDS))], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            stdin=subprocess.DEVNULL)
+             "--episodes", str(len(SEEDS))], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         session.spin_until(lambda: session.demos and session.demos[-1].data.startswith("idle"), 60,
                            "record-demos", engaged=False)
         session.take_control()
         for seed in SEEDS:
             outcomes.append(session.record_episode("pick", seed, EPISODE_TIMEOUT_S))
-        output, _ = recorder.communicate(timeout=30)
+        recorder.wait(timeout=30)
+        log.close()
+        output = (root / "record-demos.log").read_text()
     finally:
         if recorder is not None and recorder.poll() is None:
             recorder.kill()
@@ -81,13 +83,14 @@ def test_recorded_bags_become_a_training_set_and_survive_a_lerobot_round_trip(re
     contract_path.write_text(yaml.safe_dump({**raw, "image_size": IMAGE_SIZE}))
     report = import_bags([root / "demos"], root / "dataset", load_contract(contract_path), force=True, say=print)
     assert report["imported"] == 3, report["skipped"]
-    assert report["frame_age_ms"]["max"] <= 150
+    assert report["frame_age_ms"]["max"] <= 250  # the contract's tolerance_s
     episodes = load_episodes(root / "dataset", successful_only=False)
     assert [e.success for e in episodes] == [o["success"] for o in outcomes]
     for episode, outcome in zip(episodes, outcomes):
         assert episode.instruction == outcome["instruction"] and len(episode.actions) >= 5
         moving = np.abs(episode.actions[:, :3]).max()
-        assert 0.005 < moving <= 0.0301, moving  # the expert's deltas, through the joystick's full-speed preset
+        assert 0.02 < moving <= 0.0301, moving  # the expert's steps (up to 3 cm), at the joystick's full speed
+        assert abs(episode.joint_pos[0, 0]) < 0.02, "the episode did not start where the layout starts (waist 0)"
     export_dataset(root / "dataset", root / "lerobot", force=True, say=print)
     import_lerobot(root / "lerobot", root / "back", force=True, say=print)
     back = load_episodes(root / "back", successful_only=False)
@@ -104,8 +107,8 @@ def test_a_small_policy_trains_on_the_lerobot_export(recorded):
     if not (root / "lerobot").is_dir():
         pytest.skip("the export failed in the test before")
     started = time.monotonic()
-    recipe = TrainRecipe(steps=120, batch_size=16, learning_rate=3e-3, warmup_steps=10, eval_every=120,
-                         checkpoint_every=120, threads=2, shift_pixels=0, proprio_dropout=0.0)
+    recipe = TrainRecipe(steps=30, batch_size=8, learning_rate=3e-3, warmup_steps=5, eval_every=30,
+                         checkpoint_every=30, threads=1, shift_pixels=0, proprio_dropout=0.0)
     report = train_policy(root / "lerobot", REPO / "models/policy/vla/tokenizer", root / "policy", recipe,
                           TINY_MODEL, progress=False, export_onnx=False)
     losses = report["history"]["loss"]

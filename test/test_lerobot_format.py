@@ -157,3 +157,30 @@ def test_train_reads_the_exported_directory(exported):
     train, valid = load_split(root / "v3")
     assert len(train) + len(valid) == 3  # the failed episode is left out, as from our HDF5
     assert train[0].images.shape == (9, SIZE, SIZE, 3)
+
+
+def test_image_features_stored_in_the_parquet_are_read_losslessly(exported, tmp_path):
+    """Data sets recorded without video keep each frame as a PNG cell ({bytes, path}) in the parquet."""
+    import shutil
+
+    import cv2
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root, episodes, _ = exported
+    copy = tmp_path / "png"
+    shutil.copytree(root / "v3", copy)
+    path = copy / "data/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    frames = np.concatenate([e.images for e in episodes])
+    cells = [{"bytes": cv2.imencode(".png", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes(), "path": None}
+             for f in frames]
+    table = table.append_column("observation.images.png", pa.array(cells, pa.struct([("bytes", pa.binary()),
+                                                                                      ("path", pa.string())])))
+    pq.write_table(table, path)
+    info = json.loads((copy / "meta/info.json").read_text())
+    info["features"]["observation.images.png"] = {"dtype": "image", "shape": [SIZE, SIZE, 3],
+                                                  "names": ["height", "width", "channels"]}
+    (copy / "meta/info.json").write_text(json.dumps(info))
+    read = list(read_lerobot(copy, camera="png"))
+    assert all(np.array_equal(r.images, e.images) for r, e in zip(read, episodes))

@@ -34,6 +34,7 @@ sys.exit("the node accepted {parameter}")
     ("widowx_sim", "WidowXSim", "camera:=no_such_camera"),
     ("chunk_executor", "ChunkExecutorNode", "control_rate:=-5.0"),
     ("safety_monitor", "SafetyMonitor", "max_obs_age:=-1.0"),
+    ("teleop", "TeleopNode", "mapping:=/nonexistent/pad.yaml"),
 ])
 def test_a_node_refused_at_start_up_shuts_down_cleanly(module, cls, parameter):
     done = subprocess.run([sys.executable, "-c", SCRIPT.format(module=module, cls=cls, parameter=parameter)],

@@ -129,6 +129,7 @@ def _reply(actions=None, **extra):
      "joint_position", "wrong_action_space"),
     (_reply(stamp=12), "ee_delta", "stale_stamp"),
     ({"actions": "none"}, "ee_delta", "malformed"),
+    ({"type": "error", "message": "Internal inference error"}, "ee_delta", "server_error"),  # vLLM-Omni's form
     ([1, 2], "ee_delta", "malformed"),
 ])
 def test_a_reply_that_must_not_move_the_arm_is_refused_by_reason(reply, space, reason):
@@ -141,6 +142,8 @@ def test_a_good_reply_in_either_space_is_kept_and_foreign_servers_need_no_extras
     kept = protocol.check_reply({"actions": np.full((10, 7), 0.01, np.float32)}, action_space="ee_delta",
                                 sent_stamp_ns=3)  # what openpi's server sends: no echo, no space
     assert kept.actions.shape == (10, 7)
+    bare = protocol.check_reply(np.full((5, 7), 0.01), action_space="ee_delta", sent_stamp_ns=3)  # vLLM-Omni's form
+    assert bare.actions.shape == (5, 7)
     joints = np.tile([0.0, -0.3, 0.3, 0.0, 1.5, 0.0, 1.0], (4, 1))
     assert protocol.check_reply(_reply(joints, **{"vla_ros/action_space": "joint_position"}),
                                 action_space="joint_position", sent_stamp_ns=11).actions.shape == (4, 7)
@@ -424,3 +427,30 @@ def test_the_client_reports_an_absent_server_a_refused_key_and_a_server_of_the_w
     finally:
         keyed.close()
         joint.close()
+
+
+def test_the_in_process_rollout_drives_a_joint_target_source_through_the_control_loop_and_gate():
+    """Any policy-stage source drives the rollout; joint targets reach the arm (checked by the gate on the way)."""
+    from vla_ros.core.stages.policy import SourceOutput
+    from vla_ros.sim.rollout import StageSourceChunks, rollout
+    from vla_ros.sim.workcell import Workcell
+
+    class TurnWaist:
+        identity, image_size, action_space = "00000000000000c2", 64, JOINT_POSITION
+
+        def __init__(self):
+            self.frames = []
+
+        def generate(self, rgb, task, joints, *, frame_time_s, temperature, plan, rng, stamp_ns=0):
+            self.frames.append((rgb.shape, frame_time_s))
+            targets = np.tile(np.append(joints, 1.0), (8, 1))
+            targets[:, 0] = joints[0] + 0.03 * np.arange(1, 9)  # waist: 0.03 rad per 0.2 s step
+            return SourceOutput(actions=targets, action_space=JOINT_POSITION)
+
+    source = TurnWaist()
+    with Workcell(image_size=64) as workcell:
+        start = workcell.reset(5, family="pick").joint_pos[0]
+        run = rollout(workcell, StageSourceChunks(source), 5, family="pick", max_steps=6)
+        turned = workcell.joint_positions()[0] - start
+    assert run.inferences == 2 and not run.vetoes and source.frames[0] == ((64, 64, 3), 0.0)
+    assert 0.1 < turned < 0.2, turned  # six steps of 0.03 rad, the last still under way

@@ -50,38 +50,53 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+class ServeProcess:
+    """`vla-ros serve …` in its own session, with a HOME and Ray folder of its own; ready when it says so."""
+
+    def __init__(self, work: Path, *arguments: str):
+        self.ray_dir = tempfile.mkdtemp(prefix="vr", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+        # Ray writes ~/.ray/auth_token on first start: a HOME of the test's own.
+        env = {**os.environ, "HOME": str(work), "RAY_USAGE_STATS_ENABLED": "0"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vla_ros.cli", "serve", "--policy", str(POLICY), "--temp-dir", self.ray_dir,
+             *arguments], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        self.output: list[str] = []
+        threading.Thread(target=lambda: self.output.extend(iter(self.process.stdout.readline, "")),
+                         daemon=True).start()
+        deadline = time.monotonic() + 150
+        while not any(line.startswith("ready") for line in self.output):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail("vla-ros serve did not get ready:\n" + "".join(self.output))
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the server and the Ray processes it started
+            self.process.wait(timeout=10)
+        shutil.rmtree(self.ray_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """The default front (each replica listens itself), with TLS, an API key and batching."""
     work = tmp_path_factory.mktemp("serve")
     key = "robot-key-0123456789"
     (work / "api_key").write_text(key + "\n")
     cert, tls_key = self_signed_certificate(work)
     port = free_port()
-    ray_dir = tempfile.mkdtemp(prefix="vr", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    # Ray writes ~/.ray/auth_token on first start: a HOME of the test's own.
-    env = {**os.environ, "HOME": str(work), "RAY_USAGE_STATS_ENABLED": "0"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vla_ros.cli", "serve", "--policy", str(POLICY), "--port", str(port),
-         "--api-key-file", str(work / "api_key"), "--tls-cert", str(cert), "--tls-key", str(tls_key),
-         "--max-batch", "8", "--batch-wait-ms", "30", "--max-request-mb", "1", "--temp-dir", ray_dir],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    output: list[str] = []
-    threading.Thread(target=lambda: output.extend(iter(process.stdout.readline, "")), daemon=True).start()
-    deadline = time.monotonic() + 150
-    while not any(line.startswith("ready") for line in output):
-        assert process.poll() is None, "vla-ros serve exited:\n" + "".join(output)
-        assert time.monotonic() < deadline, "vla-ros serve did not get ready:\n" + "".join(output)
-        time.sleep(0.2)
+    running = ServeProcess(work, "--port", str(port), "--api-key-file", str(work / "api_key"), "--tls-cert", str(cert),
+                           "--tls-key", str(tls_key), "--max-batch", "8", "--batch-wait-ms", "30",
+                           "--max-request-mb", "1")
     try:
-        yield Served(f"wss://127.0.0.1:{port}", key, cert, output)
+        yield Served(f"wss://127.0.0.1:{port}", key, cert, running.output)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # the server and the Ray processes it started
-            process.wait(timeout=10)
-        shutil.rmtree(ray_dir, ignore_errors=True)
+        running.stop()
 
 
 def observation(size=128, **extra) -> dict:
@@ -119,15 +134,11 @@ def test_the_real_openpi_client_gets_metadata_and_action_chunks(server, monkeypa
 def test_a_connection_without_the_right_key_is_refused_with_one_sentence(server, key):
     from websockets.exceptions import InvalidStatus
 
-    try:
-        with connect(server, key) as websocket:
-            first = websocket.recv(timeout=10)  # the front could not deny the handshake: one error frame
-            assert isinstance(first, str), "an unauthenticated client got the metadata"
-            refusal = first
-    except InvalidStatus as exc:
-        assert exc.response.status_code in (401, 403)
-        refusal = (exc.response.body or b"").decode() or f"HTTP {exc.response.status_code}"
-    assert "Traceback" not in refusal and ("API key" in refusal or "401" in refusal or "403" in refusal)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server, key)
+    assert refused.value.response.status_code == 401
+    refusal = refused.value.response.body.decode()
+    assert refusal.startswith("API key missing or wrong") and "Traceback" not in refusal and refusal.count("\n") == 1
     with connect(server, server.key) as websocket:  # and the server serves others as before
         assert isinstance(websocket.recv(timeout=10), bytes)
 
@@ -202,3 +213,26 @@ def test_serve_names_a_bad_argument_in_one_sentence():
         done = run_cli("serve", *arguments)
         assert done.returncode != 0 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert run_cli("serve", "--help").returncode == 0
+
+
+def test_the_serve_front_answers_the_openpi_client_and_refuses_a_missing_key(tmp_path):
+    """`--front serve`: robots reach the replicas through Ray Serve's HTTP proxy and its FastAPI route."""
+    websocket_client_policy = pytest.importorskip("openpi_client.websocket_client_policy")
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect as ws_connect
+
+    (tmp_path / "api_key").write_text("serve-front-key")
+    port = free_port()
+    running = ServeProcess(tmp_path, "--front", "serve", "--port", str(port), "--api-key-file",
+                           str(tmp_path / "api_key"))
+    try:
+        client = websocket_client_policy.WebsocketClientPolicy(host=f"ws://127.0.0.1:{port}", api_key="serve-front-key")
+        assert client.infer(observation())["actions"].shape == (8, 7)
+        client._ws.send("a text frame")
+        assert client._ws.recv(timeout=30).startswith("error: expected a binary msgpack observation")
+        with pytest.raises(InvalidStatus) as refused:  # Serve's proxy passes the denial on: HTTP 401 and the reason
+            ws_connect(f"ws://127.0.0.1:{port}", proxy=None, open_timeout=10)
+        assert refused.value.response.status_code == 401
+        assert b"API key missing or wrong" in refused.value.response.body
+    finally:
+        running.stop()

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from ros_harness import REPO, LaunchedGraph, RosProbe
 from std_msgs.msg import String
@@ -123,7 +124,12 @@ def remote_graph(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = FaultServer(port, folder)
-    launched = LaunchedGraph("widowx", "policy_backend:=remote", f"policy_url:=ws://127.0.0.1:{port}",
+    # The widowx graph as shipped, but a dying vla_policy does not stop the graph (the last test kills it).
+    graph = yaml.safe_load((REPO / "config" / "widowx.yaml").read_text())
+    for node in graph["nodes"]:
+        node["required"] = node["required"] and node["name"] != "vla_policy"
+    (folder / "widowx_remote.yaml").write_text(yaml.safe_dump(graph))
+    launched = LaunchedGraph(str(folder / "widowx_remote.yaml"), "policy_backend:=remote", f"policy_url:=ws://127.0.0.1:{port}",
                              f"api_key_file:={folder / 'robot_key'}", "request_timeout:=0.4")
     probe = RosProbe("remote_fault_probe")
     watch = Watch(probe)
@@ -231,3 +237,18 @@ def test_a_refused_api_key_holds_the_arm(remote_graph):
     watch.wait_for_motion()
     watch.probe.spin_for(0.5)
     assert_only_new_observations(watch, max(held, restarted), back)
+
+
+def test_the_policy_node_killed_mid_task_makes_the_arm_hold_at_once(remote_graph):
+    """Remote or not, vla_policy's token writer is leased: its death holds the arm within the liveliness lease."""
+    launched, server, watch = remote_graph
+    if server.process is None:
+        server.start("good")
+    server.set("good")
+    watch.wait_for_motion()
+    os.kill(launched.pid("vla_policy"), signal.SIGKILL)
+    killed = time.monotonic()
+    watch.probe.spin_until(lambda: any(t > killed and "vla_policy is gone" in r for t, r in watch.vetoes), 5,
+                           "the hold after vla_policy's death")
+    hold_after = next(t for t, r in watch.vetoes if t > killed and "vla_policy is gone" in r) - killed
+    assert hold_after < 0.5, f"hold {hold_after:.3f} s after vla_policy died"

@@ -6,8 +6,6 @@ import socket
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from ros_harness import REPO
 from vla_ros import cli
 

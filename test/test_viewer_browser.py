@@ -61,10 +61,15 @@ def arm_share(image: np.ndarray) -> float:
     return float(steel.mean())
 
 
+# Seen on pages that had drawn: table 1.9–2.3 % of the page, arm 3.7–5.2 % of the 3-D view; 0 before they draw.
+MIN_TABLE, MIN_ARM = 0.008, 0.004
+
+
 def looks_ready(image: np.ndarray) -> bool:
-    return table_share(image) > 0.02 and arm_share(image) > 0.004
+    return table_share(image) > MIN_TABLE and arm_share(image) > MIN_ARM
 
 
+@pytest.mark.flaky(reruns=1, reruns_delay=2)  # a retry, not three: each try may wait 90 s for a slow page
 def test_web_viewer_shows_camera_and_arm_in_headless_chromium(tmp_path):
     path = tmp_path / "viewer_graph.yaml"
     path.write_text(GRAPH)
@@ -92,7 +97,7 @@ def test_web_viewer_shows_camera_and_arm_in_headless_chromium(tmp_path):
         task.publish(String(data=TASK))
         actions = np.zeros((8, 7))
         actions[:, 0], actions[:, 6] = 0.015, np.linspace(1, 0, 8)
-        with HeadlessChromium() as browser:
+        with HeadlessChromium(width=1280, height=800) as browser:
             browser.open(url)
             started = time.monotonic()
 
@@ -110,8 +115,8 @@ def test_web_viewer_shows_camera_and_arm_in_headless_chromium(tmp_path):
         print(f"viewer ready after {waited:.1f} s (page opened {time.monotonic() - started:.1f} s ago); "
               f"table {table_share(image):.3f}, arm {arm_share(image):.4f}")
         assert image.std() > 20, "the page is blank"
-        assert table_share(image) > 0.02, f"no camera image on the page (see {tmp_path / 'viewer.png'})"
-        assert arm_share(image) > 0.004, f"no arm in the 3-D view (see {tmp_path / 'viewer.png'})"
+        assert table_share(image) > MIN_TABLE, f"no camera image on the page (see {tmp_path / 'viewer.png'})"
+        assert arm_share(image) > MIN_ARM, f"no arm in the 3-D view (see {tmp_path / 'viewer.png'})"
 
         # The viewer dies: the graph does not notice.
         os.killpg(viewer.pid, signal.SIGKILL)

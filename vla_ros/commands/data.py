@@ -212,7 +212,9 @@ def _export(args: argparse.Namespace) -> int:
 
     try:
         summary = export_dataset(args.dataset, args.out, force=args.force, crf=args.crf)
-    except (FileNotFoundError, OSError, KeyError) as exc:
+    except FileNotFoundError as exc:
+        raise SystemExit(f"vla-ros data export: {exc}")
+    except (OSError, KeyError) as exc:
         raise SystemExit(f"vla-ros data export: cannot read a data set at {args.dataset} ({exc}); expected a "
                          "directory written by 'vla-ros data generate' or 'data import'")
     except (LeRobotError, DatasetImportError) as exc:

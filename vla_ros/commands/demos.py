@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera", dest="cameras", nargs="+", default=["/camera/image_raw"], metavar="TOPIC",
                         help="camera image topics to record (default /camera/image_raw)")
     parser.add_argument("--episodes", type=non_negative_int, default=0,
-                        help="stop once this many episodes are kept (default 0: until q or Ctrl-C)")
+                        help="stop once this run has kept this many episodes (default 0: until q or Ctrl-C)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
     parser.add_argument("--wait", type=positive_float, default=20.0,
                         help="seconds to wait for the graph's topics (default 20)")

@@ -194,6 +194,8 @@ def _eval(args: argparse.Namespace) -> int:
           f"({summary['seconds']:.0f} s)")
     if endpoint is not None:
         view.recording.rr.flush()
+        if endpoint.mode == "file":
+            view.recording.rr.disconnect()  # closes the file with its footer
         print(f"vla-ros eval: viewer: {endpoint.describe()}", flush=True)
         if endpoint.mode == "web":
             print("vla-ros eval: serving the episodes until Ctrl-C", flush=True)

@@ -44,8 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="most robots connected to one replica at once (default 64)")
     serve.add_argument("--max-batch", type=positive_int, default=8,
                        help="most observations answered in one forward pass (default 8; 1 = no batching)")
-    serve.add_argument("--batch-wait-ms", type=non_negative_float, default=2.0,
-                       help="how long a batch waits to fill, ms (default 2)")
+    serve.add_argument("--batch-wait-ms", type=non_negative_float, default=0.0,
+                       help="how long a batch waits to fill, ms (default 0: a batch is what arrived while the "
+                            "previous one ran, so one robot waits for nothing)")
+    serve.add_argument("--front", choices=("replica", "serve"), default="replica",
+                       help="what robots connect to: 'replica' = every replica listens on --host:--port itself "
+                            "(SO_REUSEPORT; no proxy hops), 'serve' = Ray Serve's HTTP proxy (adds ~4-10 ms a chunk; "
+                            "needed for --max-replicas autoscaling) (default replica; docs/remote.md)")
     serve.add_argument("--address", default="",
                        help="join this Ray cluster (e.g. 10.0.0.5:6379, or 'auto' for the one started on this host "
                             "with 'ray start'); default: start a local one")
@@ -106,6 +111,8 @@ def _check_paths(args: argparse.Namespace) -> None:
             raise _fail(f"{flag} {path} does not exist")
     if args.max_replicas is not None and args.max_replicas < args.replicas:
         raise _fail(f"--max-replicas {args.max_replicas} is below --replicas {args.replicas}")
+    if args.max_replicas is not None and args.front == "replica":
+        raise _fail("--max-replicas needs --front serve: autoscaling counts the connections Serve's proxy holds")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -121,7 +128,9 @@ def _serve(args: argparse.Namespace) -> int:
         episode_data=str(args.episode_data.resolve()) if args.episode_data else "", temperature=args.temperature,
         threads=args.threads, api_key_sha256=None if key is None else key_digest(key),
         max_request_bytes=int(args.max_request_mb * (1 << 20)), max_batch=args.max_batch,
-        batch_wait_ms=args.batch_wait_ms)
+        batch_wait_ms=args.batch_wait_ms, front=args.front, host=args.host, port=args.port,
+        tls_cert=str(args.tls_cert.resolve()) if args.tls_cert else "",
+        tls_key=str(args.tls_key.resolve()) if args.tls_key else "")
     scaling = ScalingOptions(replicas=args.replicas, max_replicas=args.max_replicas or 0,
                              target_connections=args.target_connections, max_connections=args.max_connections,
                              cpus_per_replica=args.cpus_per_replica,
@@ -135,7 +144,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise _fail(f"Ray Serve did not start: {first}")
     scaled = (f"{args.replicas}–{args.max_replicas} replicas (autoscaled on connections)"
               if args.max_replicas and args.max_replicas > args.replicas else f"{args.replicas} replica(s)")
-    print(f"serving {args.policy} ({args.backend}) at {endpoint.url()}: {scaled}, "
+    front = "Serve's proxy" if args.front == "serve" else "the replicas' own listeners"
+    print(f"serving {args.policy} ({args.backend}) at {endpoint.url()} through {front}: {scaled}, "
           f"{server.scaling.gpus_per_replica:g} GPU each, batches of ≤ {args.max_batch} waiting ≤ "
           f"{args.batch_wait_ms:g} ms", flush=True)
     if key_source == "generated":  # the only copy: clients need it ('api_key_file:=' on the robot)

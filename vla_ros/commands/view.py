@@ -72,14 +72,12 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _view_bag(bag: str, settings) -> int:
-    import rerun as rr  # noqa: PLC0415
-
     from vla_ros.bags.errors import BagError  # noqa: PLC0415
     from vla_ros.bags.reading import BagReader  # noqa: PLC0415
     from vla_ros.robot.urdf import load_robot  # noqa: PLC0415
     from vla_ros.viewer.bag import log_bag, viewable_topics  # noqa: PLC0415
     from vla_ros.viewer.feed import ViewerFeed  # noqa: PLC0415
-    from vla_ros.viewer.recording import APPLICATION_ID, ViewerRecording, blueprint  # noqa: PLC0415
+    from vla_ros.viewer.recording import ViewerRecording, blueprint, new_stream  # noqa: PLC0415
     from vla_ros.viewer.server import ViewerError, start_viewer  # noqa: PLC0415
 
     try:
@@ -88,7 +86,7 @@ def _view_bag(bag: str, settings) -> int:
     except BagError as exc:
         print(f"vla-ros view: {exc}", file=sys.stderr)
         return 2
-    stream = rr.RecordingStream(APPLICATION_ID)
+    stream = new_stream()
     try:
         endpoint = start_viewer(stream, settings, blueprint())
     except ViewerError as exc:

@@ -3,7 +3,7 @@
 A contract is a small YAML file (`config/import/vla_ros.yaml` is the default; `docs/demonstrations.md`):
 
     control_rate_hz: 5.0        # control steps per second of the training set
-    tolerance_s: 0.15           # a step's frame (or joint state) may be at most this much older than the step
+    tolerance_s: 0.25           # a step's frame (or joint state) may be at most this much older than the step
     max_gap_s: 0.6              # a longer silence on a stream inside the episode makes it bad
     rate_tolerance: 0.2         # relative: the action stream's rate must be control_rate_hz ± 20 %
     image_size: 128             # frames are centre-cropped and resized to this, as camera_ingest does
@@ -47,7 +47,7 @@ class ImportContract:
     instruction_text: str = ""
     success_topics: tuple[str, ...] = ()
     control_rate_hz: float = 5.0
-    tolerance_s: float = 0.15
+    tolerance_s: float = 0.25
     max_gap_s: float = 0.6
     rate_tolerance: float = 0.2
     image_size: int = 128
@@ -128,7 +128,7 @@ def parse_contract(raw: Any, where: str = "contract") -> ImportContract:
     text = instruction.get("text", "")
     if not isinstance(text, str):
         raise ContractError(f"{where}: instruction.text must be text")
-    tolerance = _positive(raw, "tolerance_s", 0.15, where)
+    tolerance = _positive(raw, "tolerance_s", 0.25, where)
     rate_tolerance = _positive(raw, "rate_tolerance", 0.2, where)
     if rate_tolerance >= 1:
         raise ContractError(f"{where}: rate_tolerance is relative and must lie in (0, 1), got {rate_tolerance}")

@@ -101,7 +101,7 @@ def _stamp(msg, bag_time_ns: int) -> float:
     return bag_time_ns * 1e-9
 
 
-def _first_present(candidates, topics: dict, what: str, path: Path, required: bool = True) -> str | None:
+def _first_present(candidates, topics: dict, what: str, required: bool = True) -> str | None:
     for topic in candidates:
         if topic in topics:
             return topic
@@ -122,12 +122,12 @@ def read_bag_episode(path: Path, contract: ImportContract, kinematics) -> tuple[
     store = typestore()
     with BagReader(path) as bag:
         topics = bag.info.topics
-        cameras = [(name, _first_present(candidates, topics, f"camera {name}", path))
+        cameras = [(name, _first_present(candidates, topics, f"camera {name}"))
                    for name, candidates in contract.cameras]
-        state_topic = _first_present(contract.state_topics, topics, "joint states", path)
-        action_topic = _first_present(contract.action_topics, topics, "actions", path, required=False)
-        text_topic = _first_present(contract.instruction_topics, topics, "instruction", path, required=False)
-        mark_topic = _first_present(contract.success_topics, topics, "success marks", path, required=False)
+        state_topic = _first_present(contract.state_topics, topics, "joint states")
+        action_topic = _first_present(contract.action_topics, topics, "actions", required=False)
+        text_topic = _first_present(contract.instruction_topics, topics, "instruction", required=False)
+        mark_topic = _first_present(contract.success_topics, topics, "success marks", required=False)
         custom = bag.custom_data
         camera_of = {topic: name for name, topic in cameras}
         streams = _Streams(frames={name: ([], []) for name, _ in cameras})
@@ -401,4 +401,4 @@ def import_bags(paths, out: Path, contract: ImportContract, force: bool = False,
         "episodes": [vars(r) for r in reports], "dataset": summary,
     }
     (Path(out) / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return {**report, "frame_ages_ms_all": ages}  # every step's frame age, for a histogram (not in the file)

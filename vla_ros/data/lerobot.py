@@ -48,11 +48,11 @@ STATE_NAMES = (*ARM_JOINTS, "gripper")
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 VIDEO_CRF = 18  # libx264 constant rate factor: visually lossless at these sizes (LeRobot's default AV1 uses 30)
 ROBOT_TYPE = "wx250s"
-# The round trip's codec tolerance: frames come back at least this close (peak signal-to-noise ratio). Measured
-# at crf 18: 32.8 dB on the simulator's 64 px frames, 38 dB on smooth synthetic ones. The loss is yuv420p's
-# colour at half resolution (what LeRobot's videos use, and browsers need), not the rate factor: crf 10 gives
-# 33.3 dB on the same frames at 1.6x the size.
-FRAME_TOLERANCE_PSNR_DB = 30.0
+# The round trip's codec tolerance: frames come back at least this close (peak signal-to-noise ratio). Measured at
+# crf 18 on 50 teleoperated episodes of the simulator's 64 px frames: 30.4 dB for the worst episode, 31.7 dB on
+# average; 38 dB on smooth synthetic frames. The loss is yuv420p's colour at half resolution (what LeRobot's videos
+# use, and browsers need) on objects a few pixels wide, not the rate factor: crf 10 gains 0.5 dB at 1.6x the size.
+FRAME_TOLERANCE_PSNR_DB = 28.0
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -226,8 +226,7 @@ class _Shard:
         self.size = 0
 
 
-def write_lerobot(episodes: list[Episode], out: Path, fps: int, *, crf: int = VIDEO_CRF,
-                  say: Callable[[str], None] = print) -> dict:
+def write_lerobot(episodes: list[Episode], out: Path, fps: int, *, crf: int = VIDEO_CRF) -> dict:
     """Write episodes as a LeRobotDataset v3.0 directory `out` (which must be new and empty); returns info.json."""
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
@@ -339,8 +338,10 @@ def export_dataset(dataset: Path, out: Path, *, force: bool = False, crf: int = 
         if episode.camera == "agentview" and camera:
             episode.camera = camera
     partial = prepare_output(out, force)
+    say(f"writing {len(episodes)} episodes ({sum(len(e.actions) for e in episodes)} frames) as LeRobotDataset "
+        f"{CODEBASE_VERSION} to {out}")
     try:
-        info = write_lerobot(episodes, partial, int(round(fps_value)), crf=crf, say=say)
+        info = write_lerobot(episodes, partial, int(round(fps_value)), crf=crf)
         publish_output(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

@@ -39,7 +39,7 @@ class RecorderOptions:
     instruction: str = ""
     storage: str = "mcap"
     wait_s: float = 20.0  # for the graph's topics to appear
-    episodes: int = 0  # stop after this many kept episodes (0: until Ctrl-C)
+    episodes: int = 0  # stop once this run has kept this many episodes (0: until Ctrl-C)
 
 
 class DemoRecorder:
@@ -50,6 +50,7 @@ class DemoRecorder:
         self.out = Path(options.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.table = EpisodeTable(self.out)
+        self.kept_before = self.table.counts()[0]  # a continued folder: `episodes` counts this run's only
         self.lock = threading.Lock()
         self.writer: BagWriter | None = None
         self.episode_start = 0.0
@@ -184,7 +185,7 @@ class DemoRecorder:
         self.table.add(row)
         self.say(f"kept {path.name}: {outcome}, {row.steps} steps, {row.seconds:.1f} s\n{self.table.render()}")
         kept, _ = self.table.counts()
-        if self.options.episodes and kept >= self.options.episodes:
+        if self.options.episodes and kept - self.kept_before >= self.options.episodes:
             self.done = True
         self._status(f"idle: {kept} episodes kept")
         return True, f"{path.name}: {outcome}"

@@ -24,7 +24,7 @@ class EpisodeRow:
 
 
 class EpisodeTable:
-    """Rows in recording order, saved after every change; a restarted session continues the numbering."""
+    """Rows in recording order, saved after every change; a restarted recorder continues the numbering."""
 
     def __init__(self, directory: Path):
         self.path = Path(directory) / TABLE_FILE

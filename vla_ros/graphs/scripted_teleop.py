@@ -16,6 +16,7 @@ import numpy as np
 from vla_ros.core import topics
 
 JOY_RATE_HZ = 20.0
+REST = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # deadman held, no motion, gripper open
 
 
 class ScriptedTeleopSession:
@@ -37,7 +38,9 @@ class ScriptedTeleopSession:
         self.joystick = ScriptedJoystick(load_mapping(mapping_path))
         self.hint: np.ndarray | None = None
         self.hints = 0
+        self.following = False  # send the expert's actions (else rest): only while an episode is being recorded
         self.sim_status: dict[str, str] = {}
+        self.teleop_status: dict[str, str] = {}
         self.reporting: set[str] = set()
         self.joy_pub = node.create_publisher(Joy, topics.JOY, DEFAULT)
         self.instruction_pub = node.create_publisher(String, topics.INSTRUCTION, COMMANDS)
@@ -55,13 +58,16 @@ class ScriptedTeleopSession:
     def _on_hint(self, msg) -> None:
         self.hint = np.asarray(msg.data, np.float64)
         self.hints += 1
-        self._send(force=True)  # the executor's next tick is < 0.2 s away: do not wait for the 20 Hz beat
+        if self.following:
+            self._send(force=True)  # the executor's next tick is < 0.2 s away: do not wait for the 20 Hz beat
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
             self.reporting.add(status.name.rsplit("/", 1)[-1])
             if status.name.endswith("widowx_sim"):
                 self.sim_status = {kv.key: kv.value for kv in status.values}
+            elif status.name.endswith("teleop"):
+                self.teleop_status = {kv.key: kv.value for kv in status.values}
 
     def ready(self, nodes=("widowx_sim", "chunk_executor", "safety_monitor", "teleop", "instruction_listener")) -> bool:
         return (set(nodes) <= self.reporting and self.reset.service_is_ready() and self.sim_parameters.services_are_ready()
@@ -74,7 +80,7 @@ class ScriptedTeleopSession:
         if not force and now < self._next_joy:
             return
         self._next_joy = now + 1.0 / JOY_RATE_HZ
-        action = self.hint if self.hint is not None else np.array([0, 0, 0, 0, 0, 0, 1.0])
+        action = self.hint if self.following and self.hint is not None else REST
         axes, buttons = self.joystick.joy(action if engaged else None)
         msg = self.Joy(axes=[float(a) for a in axes], buttons=[int(b) for b in buttons])
         msg.header.stamp = self.probe.node.get_clock().now().to_msg()
@@ -104,9 +110,20 @@ class ScriptedTeleopSession:
             self.probe.executor.spin_once(timeout_sec=0.03)
 
     def take_control(self) -> None:
+        """Give teleop control, and the fastest speed preset: the one the expert's steps fit in."""
         if self.modes[-1].data != "teleop":
             self.press("toggle_mode", engaged=False)
         self.spin_until(lambda: self.modes[-1].data == "teleop", 10, "teleop to take control", engaged=False)
+        speeds = self.joystick.mapping.speeds
+        deadline = time.monotonic() + 20
+        # A press sent before the teleop node had matched this publisher is lost: go by what the node reports.
+        while self.teleop_status.get("speed") != f"{speeds[-1]:g}":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the teleop node stays at speed {self.teleop_status.get('speed')}")
+            reported = self.teleop_status.get("speed")
+            if reported is not None:
+                self.joystick.mirror.speed_index = [f"{v:g}" for v in speeds].index(reported)
+            self.spin(1.2, engaged=False)  # the joystick presses the speed button; the node reports once a second
 
     # --- episodes -----------------------------------------------------------------------------------------
     def record_episode(self, family: str, seed: int, timeout_s: float) -> dict:
@@ -121,11 +138,12 @@ class ScriptedTeleopSession:
         self.sim_status, self.hint = {}, None
         self.instruction_pub.publish(self.String(data=instruction))
         self.spin_until(lambda: self.tasks and self.tasks[-1].data == instruction, 15, "the task", engaged=False)
-        self.spin(0.5)  # zero motion for a moment: the executor anchors where the arm is
+        self.spin(0.5)  # rest for a moment, deadman held: the executor anchors where the arm is
         statuses = len(self.demos)
         self.press("start_episode")
         self.spin_until(lambda: len(self.demos) > statuses and self.demos[-1].data.startswith("recording"), 10,
                         "the recorder to start the episode")
+        self.following = True  # the expert moves only now: the episode starts from the layout's first state
         started = time.monotonic()
         success = False
         while time.monotonic() - started < timeout_s:
@@ -135,6 +153,7 @@ class ScriptedTeleopSession:
                 success = True
                 break
         statuses = len(self.demos)
+        self.following = False
         self.press("stop_success" if success else "stop_failure")
         self.spin_until(lambda: len(self.demos) > statuses and self.demos[-1].data.startswith("idle"), 10,
                         "the recorder to close the episode")

@@ -56,18 +56,12 @@ class SafetyMonitor(LifecycleNode):
             JointTrajectory, topics.ARM_COMMAND, self.on_arm, LEASE_WATCH,
             event_callbacks=SubscriptionEventCallbacks(liveliness=lambda e: self.on_liveliness(EXECUTOR_LEASE, e)))
         self.create_subscription(JointTrajectory, topics.GRIPPER_COMMAND, self.on_gripper, LEASE_WATCH)
-        # The policy's lease follows what vla_policy publishes: tokens, or (remote backend) chunks on a leased writer.
-        # Writers that offer no liveliness lease (the decoder's, a test's) do not match this reader, quietly.
-        self.policy_writers: dict[str, bool] = {}  # watched topic → a live writer
         self.create_subscription(
             Int32MultiArray, topics.ACTION_TOKENS, self.on_tokens, LEASE_WATCH,
-            event_callbacks=SubscriptionEventCallbacks(
-                liveliness=lambda e: self.on_policy_liveliness(topics.ACTION_TOKENS, e)))
-        self.create_subscription(
-            JointTrajectory, topics.ACTION_CHUNK, self.on_policy_chunk, LEASE_WATCH,
-            event_callbacks=SubscriptionEventCallbacks(
-                liveliness=lambda e: self.on_policy_liveliness(topics.ACTION_CHUNK, e),
-                incompatible_qos=lambda e: None))
+            event_callbacks=SubscriptionEventCallbacks(liveliness=lambda e: self.on_liveliness(POLICY_LEASE, e)))
+        # The policy's lease follows what the policy publishes: tokens, or (remote backend) chunks. vla_policy's token
+        # writer exists in every backend, so its liveliness still says within ~150 ms that the process is gone.
+        self.create_subscription(JointTrajectory, topics.ACTION_CHUNK, self.on_policy_chunk, COMMANDS)
         # Teleoperation: the teleop node's chunks are leased like the policy's tokens (a silent or dead joystick
         # makes the arm hold), and the lease that counts is that of the chunk source in control.
         self.create_subscription(
@@ -130,14 +124,6 @@ class SafetyMonitor(LifecycleNode):
     def on_liveliness(self, name: str, event) -> None:
         if self.stage is not None:
             self.stage.gate.set_alive(name, event.alive_count > 0, time.monotonic())
-            self.watchdog()
-
-    @_locked
-    def on_policy_liveliness(self, topic: str, event) -> None:
-        """The policy is alive while every topic it publishes on has a live writer."""
-        self.policy_writers[topic] = event.alive_count > 0
-        if self.stage is not None:
-            self.stage.gate.set_alive(POLICY_LEASE, all(self.policy_writers.values()), time.monotonic())
             self.watchdog()
 
     @_locked

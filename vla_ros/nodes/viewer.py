@@ -49,13 +49,12 @@ class ViewerNode(Node):
     def __init__(self):
         super().__init__("viewer")
         self.settings = SettingsParameters(self, ViewerSettings).value
-        import rerun as rr  # noqa: PLC0415 - after the parameters: a bad value is refused before rerun starts
-
+        # rerun after the parameters: a bad value is refused before it starts
         from vla_ros.robot.urdf import load_robot  # noqa: PLC0415
-        from vla_ros.viewer.recording import APPLICATION_ID, ViewerRecording, blueprint  # noqa: PLC0415
+        from vla_ros.viewer.recording import ViewerRecording, blueprint, new_stream  # noqa: PLC0415
         from vla_ros.viewer.server import start_viewer  # noqa: PLC0415
 
-        self.stream = rr.RecordingStream(APPLICATION_ID, recording_id=None)
+        self.stream = new_stream()
         try:
             self.endpoint = start_viewer(self.stream, self.settings, blueprint())
         except ViewerError as exc:
@@ -65,8 +64,7 @@ class ViewerNode(Node):
                                on_problem=lambda text: self.get_logger().warning(text, throttle_duration_sec=5.0))
         for topic, message_class, qos in SUBSCRIPTIONS:
             self.create_subscription(message_class, topic, partial(self.on_message, topic), qos)
-        self.get_logger().info(f"viewer: {self.endpoint.describe()}")
-        print(f"[viewer] {self.endpoint.describe()}", flush=True)
+        print(f"[viewer] {self.endpoint.describe()}", flush=True)  # the address to open: plain, on stdout
 
     def on_message(self, topic: str, msg) -> None:
         self.feed.handle(topic, msg, self.get_clock().now().nanoseconds * 1e-9)

@@ -48,8 +48,9 @@ class VlaPolicy(Node):
         self.latency_peak, self.frame_age_peak = Peak(), Peak()
         # Leased: the safety monitor holds the arm within ~100 ms when this process dies.
         self.tokens_pub = self.create_publisher(Int32MultiArray, topics.ACTION_TOKENS, LEASED_COMMANDS)
-        # Continuous chunks of a remote policy, leased like the tokens (the safety monitor watches both).
-        self.chunk_pub = self.create_publisher(JointTrajectory, topics.ACTION_CHUNK, LEASED_COMMANDS)
+        # A remote policy's continuous chunks (the safety monitor renews the policy's lease on them too; the token
+        # writer above exists in every backend, so its liveliness tells the monitor when this process is gone).
+        self.chunk_pub = self.create_publisher(JointTrajectory, topics.ACTION_CHUNK, COMMANDS)
         self.plan_pub = self.create_publisher(String, topics.PLAN, COMMANDS)
         self.create_subscription(Image, topics.MODEL_IMAGE, self.on_image, SENSOR_LATEST)
         self.create_subscription(String, topics.TASK, self.on_task, LATCHED)

@@ -33,6 +33,7 @@ DEFAULT_IMAGE_SIZE = 224  # openpi's policies take 224×224
 MAX_REPLY_BYTES = 16 << 20
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.25, 5.0
 CONNECT_TIMEOUT_S = 2.0
+IDLE_RECONNECT_S = 10.0  # a connection unused this long is renewed before the next request
 
 
 def _identity(text: str) -> str:
@@ -61,6 +62,7 @@ class RemotePolicySource:
         self.metadata: dict = {}
         self.backoff_s = 0.0
         self.next_attempt = 0.0
+        self.last_used = 0.0  # when the connection last carried a request (clock)
         self.connections = 0
         self.refused: Counter = Counter()
         self.last_refusal = ""
@@ -89,9 +91,14 @@ class RemotePolicySource:
     # ------------------------------------------------------------------------------------ what the stage reads
     @property
     def image_size(self) -> int:
-        announced = self.metadata.get("vla_ros/image_size", self.metadata.get("image_size"))
+        """The square size sent: the setting, else what the server announces (ours, or vLLM-Omni's square
+        `image_resolution`), else openpi's 224."""
         if self.requested_size:
             return self.requested_size
+        announced = self.metadata.get("vla_ros/image_size")
+        resolution = self.metadata.get("image_resolution")
+        if announced is None and isinstance(resolution, (list, tuple)) and len(set(resolution)) == 1:
+            announced = resolution[0]
         return int(announced) if isinstance(announced, int) and announced > 0 else DEFAULT_IMAGE_SIZE
 
     @property
@@ -166,7 +173,7 @@ class RemotePolicySource:
             self._drop()
             raise self._refuse("malformed", f"{self.url} sent unreadable metadata: {exc}") from None
         metadata = metadata if isinstance(metadata, dict) else {}
-        declared = metadata.get("vla_ros/action_space")
+        declared = metadata.get("vla_ros/action_space", metadata.get("action_space"))  # ours, or vLLM-Omni's
         if declared is not None and declared != self.action_space:
             self._drop()
             raise self._refuse("wrong_action_space", f"{self.url} serves {declared!r} actions; this robot expects "
@@ -201,6 +208,14 @@ class RemotePolicySource:
         return protocol.pack(request)
 
     def generate(self, rgb, task, joints, *, frame_time_s, temperature, plan, rng, stamp_ns=0) -> SourceOutput:
+        if self.ws is not None and self.clock() - self.last_used > IDLE_RECONNECT_S:
+            # Servers close idle connections (vLLM-Omni after 30 s); between tasks, start afresh rather than lose
+            # the task's first request to a connection the server has already dropped.
+            self.close()
+        self.last_used = self.clock()
+        return self._generate(rgb, task, joints, frame_time_s, temperature, plan, stamp_ns)
+
+    def _generate(self, rgb, task, joints, frame_time_s, temperature, plan, stamp_ns) -> SourceOutput:
         from websockets.exceptions import ConnectionClosed, WebSocketException  # noqa: PLC0415
 
         ws = self._connection()

@@ -8,6 +8,10 @@ batch to fill). The batched method lives in the ingress deployment itself: calli
 handle cost about 3× the throughput on this kind of machine (docs/remote.md). Replicas (fixed, or autoscaled on
 connections per replica) each hold their own copy of the policy; Serve's proxy spreads new connections over them.
 
+With `front="replica"` robots bypass Serve's proxy: every replica listens on the port itself
+(`vla_ros.serving.replica_front`), which saves the proxy's two Ray hops per message; Serve still deploys, places,
+health-checks and restarts the replicas. Both fronts answer through the same `PolicySession`.
+
 Security (docs/remote.md): an API key is required unless explicitly switched off, compared in constant time; TLS
 through Serve's proxy (`ssl_certfile`/`ssl_keyfile`); a request size limit; msgpack with numeric arrays only.
 A malformed request gets one text reply (one sentence, never a traceback) and the connection keeps serving; an
@@ -17,8 +21,6 @@ unauthenticated one is refused before any data is exchanged.
 # No `from __future__ import annotations` here: FastAPI must see the real WebSocket class on the route methods that
 # Serve's ingress re-wraps (as strings they did not resolve, and every connection was refused with 1008).
 import asyncio
-import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -28,10 +30,12 @@ from ray import serve
 from starlette.websockets import WebSocketDisconnect
 
 from vla_ros.serving import protocol
-from vla_ros.serving.security import key_matches
+from vla_ros.serving.session import PolicySession
 
 APP_NAME = "vla_ros_policy"
-log = logging.getLogger("vla_ros.serving")
+
+
+FRONTS = ("serve", "replica")
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,13 @@ class ServerConfig:
     api_key_sha256: str | None = None  # the key's digest; None: no authentication (only when switched off)
     max_request_bytes: int = protocol.DEFAULT_MAX_REQUEST_BYTES
     max_batch: int = 8
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: float = 0.0
+    # "replica": each replica listens on host:port itself; "serve": robots connect through Serve's proxy.
+    front: str = "replica"
+    host: str = "0.0.0.0"
+    port: int = 8000
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 app = FastAPI(title="vla_ros policy server", docs_url=None, redoc_url=None, openapi_url=None)
@@ -65,16 +75,22 @@ class PolicyServer:
         from vla_ros.core.stages.policy import PolicySettings  # noqa: PLC0415
         from vla_ros.serving.host import PolicyHost  # noqa: PLC0415
 
-        self.config = ServerConfig(**config)
-        c = self.config
+        self.config = c = ServerConfig(**config)
         settings = replace(PolicySettings(), backend=c.backend, model_path=c.policy, tokenizer_path=c.tokenizer_path,
                            episode_data=c.episode_data, episode_index=c.episode_index, temperature=c.temperature)
         self.host = PolicyHost(settings, threads=c.threads, device=c.device, seed=c.seed)
-        self.metadata = protocol.pack(self.host.metadata(c.max_request_bytes))
-        self.needs_image = self.host.image_size is not None
+        self.session = PolicySession(self.host, api_key_sha256=c.api_key_sha256,
+                                     max_request_bytes=c.max_request_bytes)
         self.infer.set_max_batch_size(c.max_batch)
         self.infer.set_batch_wait_timeout_s(c.batch_wait_ms / 1e3)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="policy")  # inference off the event loop
+        self.front = None
+        if c.front == "replica":
+            from vla_ros.serving.replica_front import ReplicaFront  # noqa: PLC0415
+
+            self.front = ReplicaFront(self.session, self.host.infer_batch, host=c.host, port=c.port,
+                                      max_batch=c.max_batch, batch_wait_s=c.batch_wait_ms / 1e3, tls_cert=c.tls_cert,
+                                      tls_key=c.tls_key)
 
     @app.get("/healthz")
     def healthz(self) -> PlainTextResponse:
@@ -91,48 +107,24 @@ class PolicyServer:
         await websocket.close(code=1008, reason=reason[:120])
 
     @app.websocket("/")
-    async def session(self, websocket: WebSocket) -> None:
-        if self.config.api_key_sha256 is not None and not key_matches(websocket.headers.get("authorization"),
-                                                                      self.config.api_key_sha256):
-            given = websocket.headers.get("authorization")
-            await self._deny(websocket, "API key missing or wrong: send the header 'Authorization: Api-Key <key>'"
-                             if given is None else "API key missing or wrong: the key in 'Authorization' is not "
-                             "this server's")
+    async def connection(self, websocket: WebSocket) -> None:
+        reason = self.session.refusal(websocket.headers.get("authorization"))
+        if reason is not None:
+            await self._deny(websocket, reason)
             return
         await websocket.accept()
-        await websocket.send_bytes(self.metadata)
+        await websocket.send_bytes(self.session.metadata)
         try:
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     return
-                await self._answer(websocket, message)
+                reply = await self.session.answer(message.get("bytes"), self.infer)
+                await (websocket.send_bytes(reply) if isinstance(reply, bytes) else websocket.send_text(reply))
         except WebSocketDisconnect:
             return
 
-    async def _answer(self, websocket: WebSocket, message: dict) -> None:
-        started = time.perf_counter()
-        data = message.get("bytes")
-        if data is None:
-            await websocket.send_text(protocol.error_text("expected a binary msgpack observation, got a text message"))
-            return
-        try:
-            observation = protocol.parse_observation(protocol.unpack(data, self.config.max_request_bytes),
-                                                     needs_image=self.needs_image)
-        except protocol.ProtocolError as exc:
-            await websocket.send_text(protocol.error_text(str(exc)))
-            return
-        try:
-            reply = await self.infer(observation)
-        except Exception as exc:  # noqa: BLE001 - the reply is one sentence; the log keeps the details
-            log.exception("inference failed")
-            await websocket.send_text(protocol.error_text(f"inference failed on the server ({type(exc).__name__})"))
-            return
-        reply[protocol.SERVER_TIMING] = {**reply[protocol.SERVER_TIMING],
-                                         "total_ms": (time.perf_counter() - started) * 1e3}
-        await websocket.send_bytes(protocol.pack(reply))
-
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def infer(self, observations: list) -> list[dict]:
         return await asyncio.get_running_loop().run_in_executor(self.pool, self.host.infer_batch, observations)
 

@@ -99,7 +99,7 @@ def _decode(obj: dict):
             size = len(data) if isinstance(data, bytes) else type(data).__name__
             raise ProtocolError(f"array of shape {list(shape)} and dtype {dtype.str} needs "
                                 f"{math.prod(shape) * dtype.itemsize} bytes of data, got {size}")
-        return np.frombuffer(data, dtype=dtype).reshape(shape)
+        return np.frombuffer(data, dtype=dtype).reshape(shape).copy()  # writable, and not tied to the message
     if b"__npgeneric__" in obj:
         dtype = _numeric_dtype(obj.get(b"dtype"))
         value = obj.get(b"data")
@@ -272,8 +272,12 @@ def check_reply(message, *, action_space: str, sent_stamp_ns: int | None, want_t
     """A decoded reply → PolicyReply, or Refused with the reason and one sentence."""
     if action_space not in ACTION_SPACES:
         raise ValueError(f"action_space {action_space!r} is not one of {', '.join(ACTION_SPACES)}")
+    if isinstance(message, np.ndarray):  # vLLM-Omni's openpi endpoint answers with the bare action array
+        message = {ACTIONS: message}
     if not isinstance(message, dict):
         raise Refused("malformed", f"the reply is a {type(message).__name__}, not a map with '{ACTIONS}'")
+    if message.get("type") == "error":  # vLLM-Omni's error form: a map, not a text frame
+        raise Refused("server_error", f"the server answered with an error: {str(message.get('message'))[:200]}")
     echoed = message.get(STAMP)
     if echoed is not None and sent_stamp_ns is not None and echoed != sent_stamp_ns:
         raise Refused("stale_stamp", f"the reply is for the observation stamped {echoed} ns, not the one sent "

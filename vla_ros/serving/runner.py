@@ -48,7 +48,10 @@ class RunningServer:
         if endpoint.tls_cert:
             http.update(ssl_certfile=endpoint.tls_cert, ssl_keyfile=endpoint.tls_key)
         try:
-            serve.start(http_options=http)
+            if config.front == "replica":  # the replicas listen themselves: no Serve proxy on the port
+                serve.start(proxy_location="Disabled")
+            else:
+                serve.start(http_options=http)
             serve.run(policy_application(config, scaling), name=APP_NAME, route_prefix="/", blocking=False)
         except BaseException:
             self.stop()

@@ -22,7 +22,8 @@ JOINT_NAMES = (*ARM_JOINTS, "left_finger", "right_finger")
 
 class EvaluationView:
     def __init__(self, stream, robot: RobotModel):
-        self.recording = ViewerRecording(stream, robot, timeline="sim_time", clock="duration", joint_period_s=0.0)
+        self.recording = ViewerRecording(stream, robot, timeline="sim_time", clock="duration", joint_period_s=0.0,
+                                         chunk_period_s=0.0)
         self.offset_s = 0.0
         self.workcell = None
         self.task = None

@@ -24,9 +24,11 @@ from vla_ros.viewer.scene import SceneSettings, SceneState, gripper_colours, wor
 APPLICATION_ID = "vla_ros"
 TIMELINE = "ros_time"
 LATENCY_KEY = re.compile(r"^(.*?)_?(?:ms_p50|p50_ms)$")
-COLOUR_WARN, COLOUR_ERROR = (255, 170, 0), (255, 60, 40)
-# The arm's links are near-black in the URDF (as the real arm); on the viewer's dark background they are drawn in a
-# light steel blue instead, which the browser test also looks for.
+# Coloured lines go to entities of their own under `events`: a colour is a component, and a later line on the same
+# entity without one would be drawn in it (every task line red after a veto).
+COLOUR_WARN, COLOUR_ERROR = (255, 140, 0), (230, 40, 30)
+# The arm's links are near-black in the URDF (as the real arm), which vanishes in rerun's dark theme; the viewer draws
+# them in a light steel blue, which the browser test also looks for.
 ARM_COLOUR = (150, 170, 215)
 
 
@@ -34,12 +36,20 @@ def _rgba8(rgba: Sequence[float]) -> list[int]:
     return [int(round(255 * float(c))) for c in rgba]
 
 
+def new_stream() -> rr.RecordingStream:
+    """The viewer's recording stream (not rerun's global one: a process may hold several)."""
+    return rr.RecordingStream(APPLICATION_ID)
+
+
 def blueprint() -> rrb.Blueprint:
     """3-D scene and camera on the left; task and plan, events and plots on the right; the timeline below."""
     return rrb.Blueprint(
         rrb.Horizontal(
             rrb.Vertical(
-                rrb.Spatial3DView(origin="world", name="arm, chunk and vetoes (base_link)"),
+                # From behind the arm's right shoulder, looking at the workspace (as the over-the-shoulder camera).
+                rrb.Spatial3DView(origin="world", name="arm, chunk and vetoes (base_link)",
+                                  eye_controls=rrb.EyeControls3D(position=[-0.22, -0.42, 0.4],
+                                                                 look_target=[0.22, 0.0, 0.08], eye_up=[0, 0, 1])),
                 rrb.Spatial2DView(origin="camera", name="camera"),
                 row_shares=[3, 2],
             ),
@@ -63,12 +73,13 @@ class ViewerRecording:
     """Plain data in, rerun entities out, on one timeline (`timestamp` seconds, or `duration` for simulated time)."""
 
     def __init__(self, stream: rr.RecordingStream, robot: RobotModel, *, settings: SceneSettings | None = None,
-                 timeline: str = TIMELINE, clock: str = "timestamp", joint_period_s: float = 0.1):
+                 timeline: str = TIMELINE, clock: str = "timestamp", joint_period_s: float = 0.1,
+                 chunk_period_s: float = 0.2):
         self.rr, self.robot = stream, robot
         self.scene = SceneState(robot, settings or SceneSettings())
         self.timeline, self.clock = timeline, clock
-        self.joint_period_s = joint_period_s
-        self._last_joints = -np.inf
+        self.joint_period_s, self.chunk_period_s = joint_period_s, chunk_period_s
+        self._last_joints = self._last_chunk = -np.inf
         self._last_veto = ""
         self._series_styled: set[str] = set()
         self._log_static()
@@ -132,14 +143,17 @@ class ViewerRecording:
     def chunk(self, stamp_s: float, chunk: ActionChunk, received_s: float) -> None:
         """A decoded chunk: its end-effector path from where the arm was at the chunk's frame."""
         path = self.scene.on_chunk(chunk, received_s)
-        if path is None:
+        # The policy sends a chunk per camera frame (10 Hz); the executor adopts one every few ticks. Drawing five a
+        # second shows the same and keeps a software-rendered web viewer from falling further behind.
+        if path is None or stamp_s - self._last_chunk < self.chunk_period_s:
             return
+        self._last_chunk = stamp_s
         self.at(stamp_s)
         start, end = path.window
-        self.rr.log("world/chunk/path", rr.LineStrips3D([path.path], colors=[(90, 165, 255)], radii=0.002))
+        self.rr.log("world/chunk/path", rr.LineStrips3D([path.path], colors=[(90, 165, 255)], radii=0.003))
         self.rr.log("world/chunk/window", rr.LineStrips3D([path.path[start:end + 1]], colors=[(25, 230, 75)],
-                                                          radii=0.005))
-        self.rr.log("world/chunk/steps", rr.Points3D(path.path[1:], radii=0.006,
+                                                          radii=0.006))
+        self.rr.log("world/chunk/steps", rr.Points3D(path.path[1:], radii=0.008,
                                                      colors=(gripper_colours(path.gripper) * 255).astype(np.uint8)))
 
     def command(self, stamp_s: float, names: Sequence[str], positions: Sequence[float]) -> None:
@@ -153,7 +167,7 @@ class ViewerRecording:
         veto = self.scene.on_veto(text, stamp_s)
         self.at(stamp_s)
         rule = veto.rule or "unspecified"
-        self.rr.log("events", rr.TextLog(f"veto {text}", level="WARN", color=COLOUR_ERROR))
+        self.rr.log("events/vetoes", rr.TextLog(f"veto {text}", level="WARN", color=COLOUR_ERROR))
         series = f"plots/vetoes/{rule}"
         if series not in self._series_styled:
             self._series_styled.add(series)
@@ -178,7 +192,8 @@ class ViewerRecording:
     def instruction(self, stamp_s: float, text: str, rejected: bool = False) -> None:
         self.at(stamp_s)
         if rejected:
-            self.rr.log("events", rr.TextLog(f"instruction rejected: {text}", level="WARN", color=COLOUR_WARN))
+            self.rr.log("events/rejections", rr.TextLog(f"instruction rejected: {text}", level="WARN",
+                                                        color=COLOUR_WARN))
         else:
             self.rr.log("events", rr.TextLog(f"instruction: {text}", level="INFO"))
 
@@ -219,7 +234,7 @@ class ViewerRecording:
                 if np.isfinite(number):
                     self.rr.log(f"plots/latency/{node}/{match.group(1) or 'latency'}", rr.Scalars(number))
             if level >= 2:
-                self.rr.log("events", rr.TextLog(f"{node}: {message}", level="ERROR", color=COLOUR_ERROR))
+                self.rr.log("events/errors", rr.TextLog(f"{node}: {message}", level="ERROR", color=COLOUR_ERROR))
 
     # ------------------------------------------------------------------------------------ status
     def _status(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -234,7 +234,3 @@ def status_text(task: str, plan: str, low: Sequence[float], high: Sequence[float
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def joint_dict(names: Sequence[str], positions: Sequence[float]) -> Mapping[str, float]:
-    return {str(n): float(p) for n, p in zip(names, positions)}
