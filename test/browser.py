@@ -57,13 +57,18 @@ class HeadlessChromium:
         self._sockets = contextlib.ExitStack()
         self._id = 0
 
-    def _page_socket(self):
+    def _page_socket(self, fresh: bool = False):
         if self._socket is None:
             from websockets.sync.client import connect
 
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=10) as answer:
-                targets = json.loads(answer.read())
-            page = next(t for t in targets if t.get("type") == "page")
+            if fresh:  # a new tab: the old one's renderer may be gone for good ("Not attached to an active page")
+                request = urllib.request.Request(f"http://127.0.0.1:{self.port}/json/new?about:blank", method="PUT")
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    page = json.loads(answer.read())
+            else:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=10) as answer:
+                    targets = json.loads(answer.read())
+                page = next(t for t in targets if t.get("type") == "page")
             self._socket = self._sockets.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None,
                                                                open_timeout=10))
         return self._socket
@@ -90,6 +95,7 @@ class HeadlessChromium:
         """After the page's renderer went away (it can, under SwiftShader on busy cores): a fresh connection and load."""
         self._sockets.close()
         self._sockets, self._socket = contextlib.ExitStack(), None
+        self._page_socket(fresh=True)
         self.open(self.url)
 
     def screenshot(self) -> np.ndarray:

@@ -115,6 +115,10 @@ class _VideoFile:
             self._writer.send(np.ascontiguousarray(frame, np.uint8))
             self.frames += 1
 
+    def written_bytes(self) -> int:
+        """Bytes ffmpeg has written so far (0 before it has created the file: it starts as a subprocess)."""
+        return self.path.stat().st_size if self.path.exists() else 0
+
     def close(self) -> None:
         self._writer.close()
 
@@ -272,7 +276,7 @@ def write_lerobot(episodes: list[Episode], out: Path, fps: int, *, crf: int = VI
         for camera, frames in ((episode.camera, episode.images), *episode.cameras.items()):
             key, shard = image_key(camera), video_shards[camera]
             video = videos.get(camera)
-            if video is not None and video.path.stat().st_size > VIDEO_FILE_MB * 1e6:
+            if video is not None and video.written_bytes() > VIDEO_FILE_MB * 1e6:
                 video.close()
                 shard.advance()
                 video = None
