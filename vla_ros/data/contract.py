@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from vla_ros.robot.wx250s import ARM_JOINTS
+from vla_ros.robot.wx250s import ARM_JOINTS, FINGER_JOINT, GRIPPER_COMMAND_JOINT
 
 DEFAULT_CONTRACT = "import/vla_ros.yaml"  # under the package's config/
 _KEYS = {"version", "description", "control_rate_hz", "tolerance_s", "max_gap_s", "rate_tolerance", "image_size",
@@ -40,7 +40,7 @@ class ImportContract:
     cameras: tuple[tuple[str, tuple[str, ...]], ...]  # (feature name, candidate topics), the first is the primary camera
     state_topics: tuple[str, ...]
     joints: tuple[str, ...] = ARM_JOINTS
-    gripper_joints: tuple[str, ...] = ("left_finger", "gripper")
+    gripper_joints: tuple[str, ...] = (FINGER_JOINT, GRIPPER_COMMAND_JOINT)
     gripper_threshold: float = 0.5  # opening above which a derived gripper action is "open"
     action_topics: tuple[str, ...] = ()
     instruction_topics: tuple[str, ...] = ()
@@ -112,7 +112,7 @@ def parse_contract(raw: Any, where: str = "contract") -> ImportContract:
     if not isinstance(joints, list) or len(joints) != 6 or not all(isinstance(j, str) for j in joints):
         raise ContractError(f"{where}: state.joints must list the six arm joints in wx250s order "
                             f"({', '.join(ARM_JOINTS)}), got {joints!r}")
-    gripper = state.get("gripper", ["left_finger", "gripper"])
+    gripper = state.get("gripper", [FINGER_JOINT, GRIPPER_COMMAND_JOINT])
     gripper = [gripper] if isinstance(gripper, str) else gripper
     if not isinstance(gripper, list) or not all(isinstance(g, str) for g in gripper):
         raise ContractError(f"{where}: state.gripper must name the gripper joint (or a list of candidates)")

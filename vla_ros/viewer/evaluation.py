@@ -12,12 +12,12 @@ import numpy as np
 from vla_ros.core.action_chunks import ActionChunk
 from vla_ros.core.settings import CONTROL_PERIOD_S
 from vla_ros.robot.urdf import RobotModel
-from vla_ros.robot.wx250s import ARM_JOINTS, finger_position
+from vla_ros.robot.wx250s import ARM_JOINTS, FINGER_JOINTS, finger_position
 from vla_ros.viewer.recording import ViewerRecording
 
 NS = 1_000_000_000
 EPISODE_GAP_S = 1.0  # blank time between episodes on the timeline
-JOINT_NAMES = (*ARM_JOINTS, "left_finger", "right_finger")
+JOINT_NAMES = (*ARM_JOINTS, *FINGER_JOINTS)
 
 
 class EvaluationView:
