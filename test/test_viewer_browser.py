@@ -69,7 +69,7 @@ def looks_ready(image: np.ndarray) -> bool:
     return table_share(image) > MIN_TABLE and arm_share(image) > MIN_ARM
 
 
-@pytest.mark.flaky(reruns=1, reruns_delay=2)  # a retry, not three: each try may wait 90 s for a slow page
+@pytest.mark.flaky(reruns=2, reruns_delay=2)  # two retries, not three: each try may wait 90 s for a slow page
 def test_web_viewer_shows_camera_and_arm_in_headless_chromium(tmp_path):
     path = tmp_path / "viewer_graph.yaml"
     path.write_text(GRAPH)
