@@ -48,6 +48,8 @@ INSTALL_REQUIRES = [
     "rerun-sdk>=0.41",  # vla-ros view: the live viewer (its web viewer ships inside the wheel)
     "msgpack>=1",  # openpi's wire format: the remote policy backend (vla_ros/serving/)
     "websockets>=17",  # the remote policy backend's client
+    "peft>=0.21",  # LoRA adapters: `vla-ros finetune` and every backend that loads one (vla_ros/policy/adapters.py)
+    "accelerate>=1.15",  # the training loop on CPU, a GPU or DDP processes (vla_ros/policy/training.py)
 ]
 # `pip install .[test]`, pinned in requirements/test.txt. mcap-ros2-support writes the independent .mcap bags.
 TEST_REQUIRES = ["pytest>=9", "hypothesis>=6", "pytest-rerunfailures>=16.3", "mcap-ros2-support>=0.6",
@@ -57,7 +59,7 @@ TEST_REQUIRES = ["pytest>=9", "hypothesis>=6", "pytest-rerunfailures>=16.3", "mc
 
 setup(
     name=PACKAGE,
-    version="0.2.0",
+    version="0.3.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

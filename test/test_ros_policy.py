@@ -154,14 +154,30 @@ def test_an_image_and_a_task_give_one_chunk_of_tokens_with_their_metadata(graph)
     assert diagnostics_value(probe, "latency_max_at") > 0
 
 
-def test_a_missing_model_is_one_clear_start_up_error(tmp_path):
-    node = NodeProcess(f"model_path:={tmp_path / 'no_such_policy'}")
+def start_up_error(*parameters: str) -> str:
+    """The one configuration error line of a vla_policy node that exits 2 at start-up (and no traceback)."""
+    node = NodeProcess(*parameters)
     code = node.process.wait(timeout=120)
     node._reader.join(timeout=5)
     assert code == 2, node.output
     errors = [line for line in node.lines if "configuration error" in line]
-    assert len(errors) == 1 and "no_such_policy is not a saved VLA policy" in errors[0], node.output
+    assert len(errors) == 1, node.output
     assert "Traceback" not in node.output
+    return errors[0]
+
+
+def test_a_missing_model_is_one_clear_start_up_error(tmp_path):
+    assert "no_such_policy is not a saved VLA policy" in start_up_error(f"model_path:={tmp_path / 'no_such_policy'}")
+
+
+def test_an_adapter_of_another_base_is_one_clear_start_up_error(tiny_policy, tmp_path):
+    from vla_ros.policy.adapters import AdapterSpec, add_lora, save_adapter
+    from vla_ros.policy.modeling_vla import VLAPolicy
+
+    base = REPO / "models" / "policy" / "vla"
+    save_adapter(add_lora(VLAPolicy.from_pretrained(base), AdapterSpec()), AdapterSpec(), tmp_path / "adapter", base)
+    error = start_up_error(f"model_path:={tiny_policy[0]}", f"adapter_path:={tmp_path / 'adapter'}")
+    assert "was trained on base policy" in error
 
 
 def test_episode_backend_publishes_the_recorded_episode_through_the_tokenizer(tiny_policy, tmp_path):

@@ -42,3 +42,15 @@ def unit_float(text: str) -> float:
     if value > 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
     return value
+
+
+def check_training_paths(command: str, data, out) -> None:
+    """`--data` is a data set vla-ros reads and `--out` is not a file, else one clear exit naming the flag."""
+    from vla_ros.data.formats import dataset_kind  # noqa: PLC0415
+
+    try:
+        dataset_kind(data)
+    except ValueError as exc:
+        raise SystemExit(f"vla-ros {command}: --data {exc}")
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"vla-ros {command}: --out {out} is a file; give a directory")

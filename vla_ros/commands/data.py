@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from vla_ros.commands.argument_types import non_negative_float, positive_int, unit_float
+from vla_ros.sim.settings import SCENES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--image-size", type=positive_int, default=128, help="camera image size in pixels (default 128)")
     gen.add_argument("--camera", default="over_shoulder", choices=("over_shoulder", "front", "wrist"),
                      help="camera to record (default over_shoulder, like BridgeData's)")
+    gen.add_argument("--scene", default="default", choices=SCENES,
+                     help="set-up shift of the workcell (docs/sim.md): default, camera_shift (over_shoulder moved "
+                          "8 cm and turned 7°) or appearance (table colour, lighting, block shades); recorded in the "
+                          "data set's env_args (default default)")
     gen.add_argument("--split", default="train", choices=("train", "heldout"),
                      help="which instruction paraphrases to use: training or held-out templates (default train)")
     gen.add_argument("--max-steps", type=positive_int, default=80, help="step limit per episode (default 80)")
@@ -118,7 +123,8 @@ def _generate(args: argparse.Namespace) -> int:
         summary = generate_dataset(args.out, args.episodes, seed=args.seed, workers=args.workers,
                                    image_size=args.image_size, camera=args.camera, split=args.split,
                                    max_steps=args.max_steps, bags=args.bags, bag_storage=args.bag_storage,
-                                   noise=args.noise, noisy_share=args.noisy_share, ray_address=args.ray)
+                                   noise=args.noise, noisy_share=args.noisy_share, ray_address=args.ray,
+                                   scene=args.scene)
     except ConnectionError as exc:
         raise SystemExit(f"vla-ros data generate: --ray: {exc}")
     print(f"wrote {summary['path']}: {summary['episodes']} episodes, {summary['successful']} successful "

@@ -11,7 +11,8 @@ import os
 import time
 from pathlib import Path
 
-from vla_ros.commands.argument_types import non_negative_float, positive_int
+from vla_ros.commands.argument_types import check_training_paths, non_negative_float, non_negative_int, positive_int
+from vla_ros.sim.settings import SCENES
 
 SPLITS = ("train", "paraphrase", "unseen")
 BACKENDS = ("builtin-torch", "builtin-onnx")
@@ -27,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "positions → small Llama → action tokens of the given tokenizer) from scratch. Writes "
                     "OUT/config.json, OUT/model.safetensors, OUT/tokenizer/, OUT/onnx/{prefix,step}.onnx, "
                     "OUT/training_report.json and OUT/loss_curve.png. Checkpoints go to OUT/checkpoint.pt and a "
-                    "re-run with the same arguments resumes from it. Uses a CUDA GPU when one is present.")
+                    "re-run with the same arguments resumes from it. Uses a CUDA GPU when one is present; runs under "
+                    "Hugging Face accelerate, so `torchrun --nproc_per_node N -m vla_ros.cli train …` (or "
+                    "`accelerate launch`) trains with DDP over N processes. Frames of a dataset.hdf5 stay on disk and "
+                    "are read per batch by --workers DataLoader processes.")
     train.add_argument("--data", type=Path, required=True,
                        help="data set: a directory holding dataset.hdf5, a LeRobotDataset (v3.0 or v2.1) or "
                             "demonstration bags (docs/demonstrations.md)")
@@ -57,6 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "not in the shipped recipe (docs/policy.md)")
     train.add_argument("--model", default="{}",
                        help="JSON of model overrides, e.g. '{\"hidden_size\": 128, \"num_layers\": 2}'")
+    train.add_argument("--episodes", type=positive_int, default=None,
+                       help="use the first N successful training episodes only (default: all)")
+    train.add_argument("--workers", type=non_negative_int, default=1,
+                       help="DataLoader worker processes reading frames (default 1; 0 = in the training process)")
     train.add_argument("--restart", action="store_true", help="ignore an existing OUT/checkpoint.pt")
     train.set_defaults(func=_train)
 
@@ -69,8 +77,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "phrasings, 'paraphrase' = new seeds with held-out phrasings.")
     evaluate.add_argument("--policy", required=True,
                           help="policy directory (from 'vla-ros train'), or 'expert' for the scripted expert")
+    evaluate.add_argument("--adapter", type=Path, default=None,
+                          help="LoRA adapter directory (`vla-ros finetune`) trained on --policy, merged at load")
     evaluate.add_argument("--episodes", type=positive_int, required=True, help="number of episodes")
     evaluate.add_argument("--split", choices=SPLITS, required=True, help="which seeds and phrasings")
+    evaluate.add_argument("--scene", choices=SCENES, default="default",
+                          help="set-up shift of the workcell (docs/sim.md): default, camera_shift (over_shoulder "
+                               "moved 8 cm and turned 7°) or appearance (table colour, lighting, block shades); "
+                               "recorded in results.json (default default)")
     evaluate.add_argument("--blank-instruction", action="store_true",
                           help="give the policy an empty instruction (the language ablation)")
     evaluate.add_argument("--plan", action="store_true", help="generate the chain-of-thought plan before actions")
@@ -85,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     evaluate.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1)")
     evaluate.add_argument("--out", type=Path, default=None,
-                          help="output directory (default runs/eval/<policy>_<split>[_blank][_plan])")
+                          help="output directory (default runs/eval/<policy>_<split>[_blank][_plan][_blend][_<scene>])")
     evaluate.add_argument("--graph", default="widowx",
                           help="graph whose chunk_executor and safety_monitor settings the rollout uses (name under "
                                "config/ or a YAML path; default widowx)")
@@ -104,9 +118,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     export = subparsers.add_parser(
         "export-policy", help="export a policy to ONNX for the builtin-onnx backend",
-        description="Export a saved policy to POLICY/onnx/prefix.onnx and POLICY/onnx/step.onnx, then check that "
-                    "onnxruntime gives the same greedy tokens as torch on random observations.")
+        description="Export a saved policy to POLICY/onnx/prefix.onnx and POLICY/onnx/step.onnx (with --adapter: the "
+                    "policy with the adapter merged, to ADAPTER/onnx/), then check that onnxruntime gives the same "
+                    "greedy tokens as torch on random observations.")
     export.add_argument("--policy", type=Path, required=True, help="policy directory")
+    export.add_argument("--adapter", type=Path, default=None,
+                        help="LoRA adapter trained on --policy: merge it and write ADAPTER/onnx/ instead")
     export.set_defaults(func=_export)
 
 
@@ -117,14 +134,7 @@ def _train(args: argparse.Namespace) -> int:
     if not args.tokenizer.is_dir():
         raise SystemExit(f"vla-ros train: --tokenizer {args.tokenizer} is not a directory; give a saved tokenizer "
                          f"such as models/tokenizers/vqvae")
-    from vla_ros.data.formats import dataset_kind
-
-    try:
-        dataset_kind(args.data)
-    except ValueError as exc:
-        raise SystemExit(f"vla-ros train: --data {exc}")
-    if args.out.exists() and not args.out.is_dir():
-        raise SystemExit(f"vla-ros train: --out {args.out} is a file; give a directory")
+    check_training_paths("train", args.data, args.out)
     try:
         overrides = json.loads(args.model)
         if not isinstance(overrides, dict):
@@ -136,9 +146,12 @@ def _train(args: argparse.Namespace) -> int:
                          paraphrase=not args.no_paraphrase, terse=args.terse,
                          extra_phrasings=args.extra_phrasings)
     try:
-        report = train_policy(args.data, args.tokenizer, args.out, recipe, overrides, resume=not args.restart)
+        report = train_policy(args.data, args.tokenizer, args.out, recipe, overrides, resume=not args.restart,
+                              episodes=args.episodes, workers=args.workers)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         raise SystemExit(f"vla-ros train: {exc}")
+    if not report["written"]:
+        return 0  # another process of a distributed run writes OUT and reports
     selected = report["selected_eval"] or report["final_eval"] or {}
     print(f"wrote {args.out}: {report['parameters'] / 1e6:.2f} M parameters, {report['train_samples']} samples, "
           f"{report['train_seconds'] / 60:.1f} min on {report['device']}; weights of step {report['selected_step']}, "
@@ -160,18 +173,20 @@ def _eval(args: argparse.Namespace) -> int:
         from vla_ros.policy.runners import PolicyRunner
 
         try:
-            runner = PolicyRunner(args.policy, args.backend, threads=args.threads)
+            runner = PolicyRunner(args.policy, args.backend, threads=args.threads, adapter=args.adapter)
         except PolicyLoadError as exc:
             raise SystemExit(f"vla-ros eval: --policy {args.policy}: {exc}")
-        name = Path(args.policy).name
-    elif args.blank_instruction or args.plan or args.blend:
-        raise SystemExit("vla-ros eval: --blank-instruction, --plan and --blend apply to a learned policy, not 'expert'")
+        name = Path(args.policy).name + (f"+{args.adapter.name}" if args.adapter else "")
+    elif args.blank_instruction or args.plan or args.blend or args.adapter:
+        raise SystemExit("vla-ros eval: --blank-instruction, --plan, --blend and --adapter apply to a learned policy, "
+                         "not 'expert'")
     suffix = "_blank" if args.blank_instruction else ""
     suffix += "_plan" if args.plan else ""
     suffix += "_blend" if args.blend else ""
+    suffix += "" if args.scene == "default" else f"_{args.scene}"
     out = args.out or Path("runs/eval") / f"{name}_{args.split}{suffix}"
     label = (f"{name}{' (blank instruction)' if args.blank_instruction else ''}{' + plan' if args.plan else ''}"
-             f"{' + blend' if args.blend else ''}")
+             f"{' + blend' if args.blend else ''}{'' if args.scene == 'default' else f' [{args.scene}]'}")
     from dataclasses import replace
 
     from vla_ros.graphs.pipeline import PipelineError, pipeline_settings
@@ -185,7 +200,8 @@ def _eval(args: argparse.Namespace) -> int:
     try:
         summary = evaluate(runner, args.split, args.episodes, out_dir=out, blank_instruction=args.blank_instruction,
                            plan=args.plan, videos=args.videos, temperature=args.temperature, seed=args.seed,
-                           label=label, executor=executor, safety=settings.safety, ray_address=args.ray, view=view)
+                           label=label, executor=executor, safety=settings.safety, ray_address=args.ray, view=view,
+                           scene=args.scene)
     except ConnectionError as exc:
         raise SystemExit(f"vla-ros eval: --ray: {exc}")
     print(markdown_table([summary]))
@@ -233,15 +249,16 @@ def _evaluation_view(args: argparse.Namespace):
 def _export(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vla_ros.policy.modeling_vla import PolicyLoadError, VLAPolicy
+    from vla_ros.policy.adapters import load_policy
+    from vla_ros.policy.modeling_vla import PolicyLoadError
     from vla_ros.policy.onnx_export import export_policy_onnx
     from vla_ros.policy.runners import PolicyRunner
 
     try:
-        policy = VLAPolicy.from_pretrained(args.policy)
-        folder = export_policy_onnx(policy, args.policy)
-        torch_runner = PolicyRunner(args.policy, "builtin-torch")
-        onnx_runner = PolicyRunner(args.policy, "builtin-onnx")
+        policy = load_policy(args.policy, args.adapter)
+        folder = export_policy_onnx(policy, args.policy, adapter_dir=args.adapter)
+        torch_runner = PolicyRunner(args.policy, "builtin-torch", adapter=args.adapter)
+        onnx_runner = PolicyRunner(args.policy, "builtin-onnx", adapter=args.adapter)
     except PolicyLoadError as exc:
         raise SystemExit(f"vla-ros export-policy: {exc}")
     size = policy.config.image_size

@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--backend", choices=SERVED_BACKENDS, default="builtin-torch",
                        help="how the policy runs: builtin-torch (CUDA when present), builtin-onnx, or episode (a "
                             "recorded episode through --tokenizer, for tests) (default builtin-torch)")
+    serve.add_argument("--adapter", type=Path, default=None,
+                       help="LoRA adapter directory (`vla-ros finetune`) trained on --policy, merged at load")
     serve.add_argument("--tokenizer", type=Path, default=None, help="tokenizer directory for --backend episode")
     serve.add_argument("--episode-data", type=Path, default=None, help="data set directory for --backend episode")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0: every interface)")
@@ -105,6 +107,14 @@ def _check_paths(args: argparse.Namespace) -> None:
                     "such as models/policy/vla")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise _fail("TLS needs both --tls-cert and --tls-key")
+    if args.adapter is not None:
+        from vla_ros.policy.adapters import check_adapter_base
+        from vla_ros.policy.errors import PolicyLoadError
+
+        try:
+            check_adapter_base(args.adapter, args.policy)
+        except PolicyLoadError as exc:
+            raise _fail(f"--adapter {exc}")
     for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--tokenizer", args.tokenizer),
                        ("--episode-data", args.episode_data)):
         if path is not None and not path.exists():
@@ -124,6 +134,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = ServerConfig(
         policy=str(args.policy.resolve()), backend=args.backend,
+        adapter_path=str(args.adapter.resolve()) if args.adapter else "",
         tokenizer_path=str(args.tokenizer.resolve()) if args.tokenizer else "",
         episode_data=str(args.episode_data.resolve()) if args.episode_data else "", temperature=args.temperature,
         threads=args.threads, api_key_sha256=None if key is None else key_digest(key),

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from vla_ros.commands.argument_types import positive_int
+from vla_ros.sim.settings import SCENES
 from vla_ros.sim.video import VIDEO_SUFFIXES
 
 # Policies `sim run --policy NAME` can use: NAME -> factory(workcell) -> policy(observation, instruction) -> action7.
@@ -34,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--video-size", type=positive_int, default=320, help="video frame size in pixels (default 320)")
     run.add_argument("--camera", default="over_shoulder", choices=("over_shoulder", "front", "wrist"),
                      help="camera for the policy and the video (default over_shoulder)")
+    run.add_argument("--scene", choices=SCENES, default="default",
+                     help="set-up shift of the workcell (docs/sim.md): default, camera_shift or appearance "
+                          "(default default)")
     run.add_argument("--image-size", type=positive_int, default=128, help="policy image size (default 128)")
     run.add_argument("--max-steps", type=positive_int, default=80, help="step limit (default 80)")
     run.set_defaults(func=_run)
@@ -60,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     from vla_ros.sim.workcell import Workcell
 
     frames = []
-    with Workcell(image_size=args.image_size, camera=args.camera, render=True) as workcell:
+    with Workcell(image_size=args.image_size, camera=args.camera, render=True, scene=args.scene) as workcell:
         policy = POLICY_FACTORIES[args.policy](workcell)
 
         def capture(observation, plan: str) -> None:
@@ -78,6 +82,6 @@ def _run(args: argparse.Namespace) -> int:
             frames.extend([annotate(final, workcell.task.instruction, workcell.step_count, status)] * 5)
             write_video(args.video, frames)
     print(json.dumps({"instruction": record.task.instruction, "family": record.task.family, "seed": args.seed,
-                      "policy": args.policy, "success": record.success, "steps": record.steps,
+                      "policy": args.policy, "scene": args.scene, "success": record.success, "steps": record.steps,
                       "video": str(args.video) if args.video else None}))
     return 0 if record.success else 1

@@ -41,10 +41,10 @@ class DemoRecorder:
     """Records expert episodes by (index, seed, family) in one workcell; the same object runs locally and in Ray."""
 
     def __init__(self, image_size: int, camera: str, split: str, max_steps: int,
-                 noise: tuple[float, float, int] = (0.0, 0.0, 0)):
+                 noise: tuple[float, float, int] = (0.0, 0.0, 0), scene: str = "default"):
         from vla_ros.sim.workcell import Workcell
 
-        self.workcell = Workcell(image_size=image_size, camera=camera, render=True, split=split)
+        self.workcell = Workcell(image_size=image_size, camera=camera, render=True, split=split, scene=scene)
         self.max_steps, self.noise = max_steps, noise
 
     def record(self, index: int, episode_seed: int, family: str):
@@ -71,10 +71,10 @@ def _store(data, index: int, record, bags_dir: Path | None, bag_storage: str) ->
 
 def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, camera: str, split: str,
                  max_steps: int, progress=None, bags_dir: Path | None = None, bag_storage: str = "mcap",
-                 noise: tuple[float, float, int] = (0.0, 0.0, 0), recordings=None) -> None:
+                 noise: tuple[float, float, int] = (0.0, 0.0, 0), recordings=None, scene: str = "default") -> None:
     """Write `plan`'s episodes to `path`; `recordings` (an iterator of Rollouts in plan order) replaces recording
     them here (a Ray run)."""
-    recorder = None if recordings is not None else DemoRecorder(image_size, camera, split, max_steps, noise)
+    recorder = None if recordings is not None else DemoRecorder(image_size, camera, split, max_steps, noise, scene)
     if recordings is None:
         recordings = (recorder.record(*entry) for entry in plan)
     try:
@@ -89,9 +89,11 @@ def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, 
             recorder.close()
 
 
-def _shard_worker(path: str, plan, image_size, camera, split, max_steps, queue, bags_dir, bag_storage, noise) -> None:
+def _shard_worker(path: str, plan, image_size, camera, split, max_steps, queue, bags_dir, bag_storage, noise,
+                  scene) -> None:
     _write_shard(Path(path), plan, image_size, camera, split, max_steps, progress=queue.put,
-                 bags_dir=None if bags_dir is None else Path(bags_dir), bag_storage=bag_storage, noise=noise)
+                 bags_dir=None if bags_dir is None else Path(bags_dir), bag_storage=bag_storage, noise=noise,
+                 scene=scene)
 
 
 def episode_bag_name(index: int) -> str:
@@ -101,8 +103,11 @@ def episode_bag_name(index: int) -> str:
 def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers: int = 1, image_size: int = 128,
                      camera: str = "over_shoulder", split: str = "train", max_steps: int = 80,
                      show_progress: bool = True, bags: bool = False, bag_storage: str = "mcap",
-                     noise: float = 0.0, noisy_share: float = 0.75, ray_address: str | None = None) -> dict:
+                     noise: float = 0.0, noisy_share: float = 0.75, ray_address: str | None = None,
+                     scene: str = "default") -> dict:
     """Write DIR/dataset.hdf5, DIR/generation.json and DIR/preview.png; returns the summary.
+
+    `scene` is a set-up shift of the workcell (`vla_ros.sim.scenes`), recorded in env_args' env_kwargs.
 
     With `noise` > 0, a `noisy_share` of the episodes (chosen from the seed) executes the expert's
     actions perturbed by `ActionNoise(noise)` while recording the unperturbed ones (DART).
@@ -115,6 +120,10 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
     """
     from tqdm import tqdm
 
+    from vla_ros.sim.settings import SCENES
+
+    if scene not in SCENES:
+        raise ValueError(f"scene {scene!r} is not one of {', '.join(SCENES)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / DATASET_FILE
@@ -142,16 +151,16 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
 
         tmp = target.with_suffix(".partial")
         with ray_cluster(ray_address):
-            recordings = ordered_results(DemoRecorder, (image_size, camera, split, max_steps, noise_spec), plan,
-                                         method="record")
+            recordings = ordered_results(DemoRecorder, (image_size, camera, split, max_steps, noise_spec, scene),
+                                         plan, method="record")
             _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick, bags_dir=bags_dir,
-                         bag_storage=bag_storage, noise=noise_spec, recordings=recordings)
+                         bag_storage=bag_storage, noise=noise_spec, recordings=recordings, scene=scene)
         tmp.replace(target)
         workers = None
     elif workers == 1:
         tmp = target.with_suffix(".partial")
         _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick, bags_dir=bags_dir,
-                     bag_storage=bag_storage, noise=noise_spec)
+                     bag_storage=bag_storage, noise=noise_spec, scene=scene)
         tmp.replace(target)
     else:
         shard_dir = out_dir / ".shards"
@@ -163,7 +172,7 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
         processes = [context.Process(target=_shard_worker,
                                      args=(str(p), [plan[i] for i in chunk], image_size, camera, split, max_steps,
                                            queue, None if bags_dir is None else str(bags_dir), bag_storage,
-                                           noise_spec))
+                                           noise_spec, scene))
                      for p, chunk in zip(shard_paths, chunks)]
         for process in processes:
             process.start()
@@ -187,12 +196,13 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
         shutil.rmtree(shard_dir)
     bar.close()
     env_args = {"env_name": ENV_NAME, "type": "mujoco",
-                "env_kwargs": {"image_size": image_size, "camera": camera, "control_hz": CONTROL_RATE_HZ, "split": split,
+                "env_kwargs": {"image_size": image_size, "camera": camera, "scene": scene,
+                               "control_hz": CONTROL_RATE_HZ, "split": split,
                                "seed": seed, "max_steps": max_steps, "noise": float(noise),
                                "noisy_share": float(noisy_share) if noise > 0 else 0.0}}
     summary = finalize(target, env_args)
     summary.update({"seconds": time.perf_counter() - start, "workers": workers or f"ray {ray_address}",
-                    "seed": seed, "split": split,
+                    "seed": seed, "split": split, "scene": scene,
                     "noise": env_args["env_kwargs"]["noise"], "noisy_share": env_args["env_kwargs"]["noisy_share"],
                     "bytes": target.stat().st_size, "path": str(target)})
     if bags_dir is not None:

@@ -55,7 +55,8 @@ class WidowXSim(Node):
         self.params = self.settings.value  # the read-only ones; seed and family are read when used
         from vla_ros.sim.workcell import Workcell  # noqa: PLC0415 - MuJoCo after parameters
 
-        self.workcell = Workcell(image_size=self.params.image_height, camera=self.params.camera, render=False)
+        self.workcell = Workcell(image_size=self.params.image_height, camera=self.params.camera, render=False,
+                                 scene=self.params.scene)
         model = self.workcell.model
         self.joint_names = [*ARM_JOINTS, *(n for n in FINGER_JOINTS if _has_joint(model, n))]
         self.qpos_idx = [model.jnt_qposadr[model.joint(n).id] for n in self.joint_names]

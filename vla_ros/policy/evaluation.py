@@ -104,6 +104,7 @@ class EvaluationSpec:
     policy: str | None  # policy directory; None = the scripted expert
     backend: str
     split: str
+    adapter: str | None = None  # LoRA adapter directory merged into the policy
     blank_instruction: bool = False
     plan: bool = False
     temperature: float | None = None
@@ -113,6 +114,7 @@ class EvaluationSpec:
     safety: object = None  # SafetySettings
     image_size: int = 128
     threads: int = 1
+    scene: str = "default"  # set-up shift of the workcell, vla_ros.sim.scenes
 
 
 class EpisodeWorker:
@@ -129,12 +131,12 @@ class EpisodeWorker:
         if runner is None and spec.policy is not None:
             from vla_ros.policy.runners import PolicyRunner
 
-            runner = PolicyRunner(spec.policy, spec.backend, threads=spec.threads)
+            runner = PolicyRunner(spec.policy, spec.backend, threads=spec.threads, adapter=spec.adapter)
         self.spec = spec
         self.source = None if runner is None else PolicyChunks(runner, plan=spec.plan,
                                                                blank_instruction=spec.blank_instruction,
                                                                temperature=spec.temperature, seed=spec.seed)
-        self.workcell = Workcell(image_size=spec.image_size, split=WORKCELL_SPLIT[spec.split])
+        self.workcell = Workcell(image_size=spec.image_size, split=WORKCELL_SPLIT[spec.split], scene=spec.scene)
 
     def run(self, index: int, video: bool = False, view=None) -> tuple[EpisodeResult, list[np.ndarray]]:
         """The episode's result and, with `video`, its annotated frames; `view` (an EvaluationView) shows it live."""
@@ -171,28 +173,33 @@ class EpisodeWorker:
 def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, blank_instruction: bool = False,
              plan: bool = False, videos: int = 0, temperature: float | None = None, seed: int = 0,
              max_steps: int = 80, progress: bool = True, label: str = "", executor=None, safety=None,
-             ray_address: str | None = None, view=None) -> dict:
+             ray_address: str | None = None, view=None, scene: str = "default") -> dict:
     """Run `episodes` closed-loop episodes (families in turn) and summarize; `runner` None = scripted expert.
 
     `executor` and `safety` are the graph's settings (ExecutorSettings, SafetySettings; defaults when None), so an
     evaluation runs the control loop and gate the graph runs. With `ray_address` the episodes are Ray tasks on
     one `EpisodeWorker` per CPU of that cluster (each loads the runner's policy directory); the results are
     those of a local run. `view` (a `vla_ros.viewer.evaluation.EvaluationView`) shows each episode in the viewer
-    (local runs only).
+    (local runs only). `scene` is the workcell's set-up shift (`vla_ros.sim.scenes`), recorded in the summary.
     """
     from tqdm import tqdm
 
+    from vla_ros.sim.settings import SCENES
     from vla_ros.sim.video import write_video
 
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    if scene not in SCENES:
+        raise ValueError(f"scene {scene!r} is not one of {', '.join(SCENES)}")
     if view is not None and ray_address:
         raise ValueError("the viewer shows episodes run in this process; drop the Ray address to view them")
     spec = EvaluationSpec(policy=None if runner is None else str(Path(runner.policy_dir).resolve()),
-                          backend="builtin-torch" if runner is None else runner.backend, split=split,
+                          backend="builtin-torch" if runner is None else runner.backend,
+                          adapter=None if runner is None or runner.adapter is None else str(runner.adapter.resolve()),
+                          split=split,
                           blank_instruction=blank_instruction, plan=plan, temperature=temperature, seed=seed,
                           max_steps=max_steps, executor=executor, safety=safety,
-                          image_size=runner.config.image_size if runner is not None else 128)
+                          image_size=runner.config.image_size if runner is not None else 128, scene=scene)
     calls = [(index, out_dir is not None and index < videos) for index in range(episodes)]
     results: list[EpisodeResult] = []
     started = time.perf_counter()
@@ -220,13 +227,15 @@ def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, 
         finally:
             worker.close()
     bar.close()
-    summary = summarize(results, split, label, time.perf_counter() - started, blank_instruction, plan)
+    summary = summarize(results, split, label, time.perf_counter() - started, blank_instruction, plan, scene)
+    summary["adapter"] = spec.adapter
     if out_dir is not None:
         write_results(out_dir, summary, results)
     return summary
 
 
-def summarize(results: list[EpisodeResult], split: str, label: str, seconds: float, blank: bool, plan: bool) -> dict:
+def summarize(results: list[EpisodeResult], split: str, label: str, seconds: float, blank: bool, plan: bool,
+              scene: str = "default") -> dict:
     families = sorted({r.family for r in results})
     per_family = {}
     for family in families:
@@ -239,7 +248,8 @@ def summarize(results: list[EpisodeResult], split: str, label: str, seconds: flo
                               "chance": float(np.mean([r.chance for r in rows])),
                               "failures": failure_counts(rows)}
     return {
-        "label": label or split, "split": split, "blank_instruction": blank, "plan": plan, "episodes": len(results),
+        "label": label or split, "split": split, "scene": scene, "blank_instruction": blank, "plan": plan,
+        "episodes": len(results),
         "success_rate": float(np.mean([r.success for r in results])) if results else 0.0,
         "mean_over_families": float(np.mean([v["success_rate"] for v in per_family.values()])) if per_family else 0.0,
         "mean_over_families_ci95": mean_over_families_ci95(per_family),

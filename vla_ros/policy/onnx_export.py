@@ -66,11 +66,29 @@ def weights_digest(directory: str | Path) -> str:
     return hashlib.sha256((Path(directory) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
 
 
-def export_policy_onnx(policy: VLAPolicy, policy_dir: str | Path) -> Path:
-    """Write POLICY_DIR/onnx/{prefix,step}.onnx for a policy saved in `policy_dir`; returns the onnx folder."""
+def export_digest(policy_dir: str | Path, adapter_dir: str | Path | None = None) -> str:
+    """What the graphs are stamped with: the policy's weights digest, plus the adapter's when one is merged."""
+    if adapter_dir is None:
+        return weights_digest(policy_dir)
+    from vla_ros.policy.adapters import adapter_digest
+
+    return f"{weights_digest(policy_dir)}+{adapter_digest(adapter_dir)}"
+
+
+def export_adapter_onnx(policy_dir: str | Path, adapter_dir: str | Path) -> Path:
+    """The base in `policy_dir` with the adapter in `adapter_dir` merged, exported to ADAPTER_DIR/onnx."""
+    from vla_ros.policy.adapters import load_policy
+
+    policy = load_policy(policy_dir, adapter_dir)
+    return export_policy_onnx(policy, policy_dir, adapter_dir=adapter_dir)
+
+
+def export_policy_onnx(policy: VLAPolicy, policy_dir: str | Path, adapter_dir: str | Path | None = None) -> Path:
+    """Write POLICY_DIR/onnx/{prefix,step}.onnx for a policy saved in `policy_dir` (ADAPTER_DIR/onnx when
+    `policy` has the adapter in `adapter_dir` merged); returns the onnx folder."""
     import onnx
 
-    out = Path(policy_dir) / ONNX_DIR
+    out = Path(adapter_dir if adapter_dir is not None else policy_dir) / ONNX_DIR
     out.mkdir(parents=True, exist_ok=True)
     policy = policy.cpu().eval()
     decoder = KVCachedDecoder(policy).eval()
@@ -104,7 +122,7 @@ def export_policy_onnx(policy: VLAPolicy, policy_dir: str | Path) -> Path:
             input_names=[*STEP_INPUTS, *past], output_names=outputs, opset_version=OPSET,
             dynamic_axes={"ids": {0: "batch"}, "logits": {0: "batch"},
                           **{name: cache_axes for name in past + outputs[1:]}})
-    digest = weights_digest(policy_dir)
+    digest = export_digest(policy_dir, adapter_dir)
     for name in (PREFIX_FILE, STEP_FILE):
         model = onnx.load(str(out / name))
         for key, value in (("tokenizer_identity", config.tokenizer_identity), ("policy_weights", digest),
@@ -118,23 +136,24 @@ def export_policy_onnx(policy: VLAPolicy, policy_dir: str | Path) -> Path:
 class OnnxPolicySession:
     """onnxruntime sessions of the two graphs (CUDA when present, else CPU), checked against the policy's weights."""
 
-    def __init__(self, policy_dir: str | Path, tokenizer_identity: str, threads: int = 1):
+    def __init__(self, policy_dir: str | Path, tokenizer_identity: str, threads: int = 1,
+                 adapter_dir: str | Path | None = None):
         import onnxruntime
 
         from vla_ros.tokenizers.onnx_decoding import available_providers
 
-        folder = Path(policy_dir) / ONNX_DIR
+        folder = Path(adapter_dir if adapter_dir is not None else policy_dir) / ONNX_DIR
         paths = [folder / PREFIX_FILE, folder / STEP_FILE]
         missing = [str(p) for p in paths if not p.is_file()]
+        export = f"vla-ros export-policy --policy {policy_dir}" + (f" --adapter {adapter_dir}" if adapter_dir else "")
         if missing:
-            raise PolicyLoadError(f"{policy_dir} has no ONNX export ({missing[0]} is missing); "
-                                  f"run 'vla-ros export-policy --policy {policy_dir}'")
+            raise PolicyLoadError(f"{folder.parent} has no ONNX export ({missing[0]} is missing); run '{export}'")
         onnxruntime.set_default_logger_severity(3)  # CUDA libraries missing on a CPU host is expected, not an error
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # a missing CUDA library is expected on CPU hosts
         self.sessions = []
-        digest = weights_digest(policy_dir)
+        digest = export_digest(policy_dir, adapter_dir)
         for path in paths:
             try:
                 session = onnxruntime.InferenceSession(str(path), options, providers=available_providers())
@@ -143,14 +162,13 @@ class OnnxPolicySession:
             meta = session.get_modelmeta().custom_metadata_map
             if meta.get("tokenizer_identity") != tokenizer_identity:
                 raise PolicyLoadError(f"{path} was exported for tokenizer {meta.get('tokenizer_identity')}, the "
-                                      f"policy uses {tokenizer_identity}; re-run 'vla-ros export-policy'")
+                                      f"policy uses {tokenizer_identity}; re-run '{export}'")
             if meta.get("export_format") != EXPORT_FORMAT:
                 raise PolicyLoadError(f"{path} is an export of format {meta.get('export_format', 'unnamed (older)')}, "
-                                      f"this version reads {EXPORT_FORMAT}; re-run 'vla-ros export-policy --policy "
-                                      f"{policy_dir}'")
+                                      f"this version reads {EXPORT_FORMAT}; re-run '{export}'")
             if meta.get("policy_weights") != digest:
-                raise PolicyLoadError(f"{path} was exported from other weights than {policy_dir}/{WEIGHTS_FILE}; "
-                                      f"re-run 'vla-ros export-policy --policy {policy_dir}'")
+                what = f"{policy_dir}/{WEIGHTS_FILE}" + (f" with adapter {adapter_dir}" if adapter_dir else "")
+                raise PolicyLoadError(f"{path} was exported from other weights than {what}; re-run '{export}'")
             self.sessions.append(session)
         self.prefix_session, self.step_session = self.sessions
         self.outputs = [node.name for node in self.step_session.get_outputs()]  # logits, key_0, value_0, …

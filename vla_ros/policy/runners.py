@@ -20,10 +20,12 @@ class PolicyRunner:
     """Loads a saved policy and generates chunks of action ids for batches of observations."""
 
     def __init__(self, policy_dir: str | Path, backend: str = "builtin-torch", threads: int = 1,
-                 tokenizer=None, device: str = "cpu"):
+                 tokenizer=None, device: str = "cpu", adapter: str | Path | None = None):
+        """`adapter`: a LoRA adapter directory (`vla-ros finetune`) trained on this policy, merged at load;
+        builtin-onnx then runs the merged graphs in ADAPTER/onnx (`vla-ros export-policy --adapter`)."""
         import torch
 
-        from vla_ros.policy.modeling_vla import VLAPolicy
+        from vla_ros.policy.adapters import load_policy
         from vla_ros.policy.text_encoding import TextEncoder
 
         if backend not in BACKENDS:
@@ -31,8 +33,9 @@ class PolicyRunner:
         torch.set_num_threads(threads)
         self.policy_dir = Path(policy_dir)
         self.backend = backend
+        self.adapter = Path(adapter) if adapter else None
         try:
-            self.policy = VLAPolicy.from_pretrained(policy_dir, tokenizer=tokenizer, map_location=device)
+            self.policy = load_policy(policy_dir, self.adapter, tokenizer=tokenizer, map_location=device)
         except PolicyLoadError:
             raise
         except (FileNotFoundError, ValueError) as exc:
@@ -51,7 +54,8 @@ class PolicyRunner:
             from vla_ros.policy.onnx_export import OnnxPolicySession
 
             self.generator = None
-            self.session = OnnxPolicySession(policy_dir, self.config.tokenizer_identity, threads=threads)
+            self.session = OnnxPolicySession(policy_dir, self.config.tokenizer_identity, threads=threads,
+                                             adapter_dir=self.adapter)
 
     @property
     def identity(self) -> str:

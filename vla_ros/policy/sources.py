@@ -70,5 +70,7 @@ def load_token_source(settings: PolicySettings, *, threads: int = 1, model_path:
             raise PolicyLoadError(f"tokenizer_path={settings.tokenizer_path!r} is not a usable tokenizer: "
                                   f"{exc}") from None
     model = Path(model_path) if model_path is not None else resolve_resource(settings.model_path)
+    adapter = resolve_resource(settings.adapter_path) if settings.adapter_path else None
     return RunnerTokenSource(PolicyRunner(model, settings.backend, threads=threads, tokenizer=tokenizer,
-                                          device=device if settings.backend == "builtin-torch" else "cpu"))
+                                          device=device if settings.backend == "builtin-torch" else "cpu",
+                                          adapter=adapter))

@@ -1,7 +1,9 @@
 """The training recipe of the policy: teacher-forced cross-entropy on plan and action tokens.
 
 Fixed seeds, a progress bar, periodic validation on the data set's `mask/valid` episodes,
-resumable checkpoints (OUT/checkpoint.pt, every `checkpoint_every` steps), a GPU when present.
+resumable checkpoints (OUT/checkpoint.pt, every `checkpoint_every` steps), a GPU when present and
+several processes with DDP under `accelerate launch`. Frames of an HDF5 data set stay on disk and are
+read per batch by DataLoader workers (`Hdf5Frames`); everything else is held once in memory.
 The saved policy is the validated one with the best teacher-forced token accuracy (early stopping
 by selection: the schedule still runs to the end, the weights of the best evaluation are kept).
 """
@@ -12,11 +14,13 @@ import dataclasses
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from vla_ros.policy.modeling_vla import VLAPolicy, new_policy
@@ -72,10 +76,10 @@ def role_pieces(tokenizer, instructions: list[str], text_tokens: int) -> np.ndar
     return roles
 
 
-def make_batch(data: TrainingSet, text: TextTable, index: np.ndarray, policy: VLAPolicy, recipe: TrainRecipe,
+def make_batch(data: TrainingSet, text: TextTable, index: np.ndarray, vocab, recipe: TrainRecipe,
                rng: np.random.Generator, generator: torch.Generator, train: bool) -> dict:
-    """Tensors for one batch; augmentation (phrasing, shift, proprio dropout, plan mode) only when `train`."""
-    vocab = policy.vocab
+    """Tensors for one batch (`vocab`: the policy's `Vocabulary`); augmentation (phrasing, shift, proprio
+    dropout, plan mode) only when `train`."""
     episodes = data.episode[index]
     if train:
         phrasing = np.array([data.phrasings[e][rng.integers(len(data.phrasings[e]))] for e in episodes])
@@ -153,7 +157,7 @@ def validate(policy: VLAPolicy, data: TrainingSet, text: TextTable, recipe: Trai
     role_hits, role_count = 0, 0
     for start in range(0, len(order), recipe.batch_size):
         index = order[start:start + recipe.batch_size]
-        batch = make_batch(data, text, index, policy, recipe, rng, torch.Generator(), train=False)
+        batch = make_batch(data, text, index, policy.vocab, recipe, rng, torch.Generator(), train=False)
         loss, logits, targets = batch_loss(policy, batch, device)
         losses.append(loss.item() * len(index))
         predicted = logits.argmax(-1)
@@ -195,24 +199,217 @@ def grounding_error(policy: VLAPolicy, batch: dict, device) -> tuple[float, int]
     return float(distance[known].sum()), int(known.sum())
 
 
-def load_split(data_dir: str | Path) -> tuple[list, list]:
-    """(train, valid) successful episodes with images, by the data set's masks (every 10th is valid if none).
+@dataclass
+class TrainingEpisodes:
+    """A data set's successful episodes split into train and valid, with readers of their frames."""
+
+    train: list
+    valid: list
+    train_frames: object | None  # Hdf5Frames (read lazily) or None (frames held by the episodes)
+    valid_frames: object | None
+
+
+def load_split(data_dir: str | Path, *, lazy: bool = False, limit: int | None = None) -> tuple[list, list]:
+    """(train, valid) successful episodes, by the data set's masks (every 10th is valid if none).
 
     Any data set kind `vla_ros.data.formats` reads: our HDF5, a LeRobotDataset (v3.0, v2.1) or demonstration bags.
+    With `lazy`, HDF5 episodes are loaded without their frames (`load_training_episodes` reads them on demand).
+    `limit` keeps the first N training episodes (data-efficiency curves); validation is not cut.
     """
-    from vla_ros.data.formats import dataset_splits, load_dataset_episodes
+    from vla_ros.data.formats import HDF5, dataset_kind, dataset_splits, load_dataset_episodes
 
-    episodes = load_dataset_episodes(data_dir, successful_only=True, with_images=True)
+    with_images = not (lazy and dataset_kind(data_dir) == HDF5)
+    episodes = load_dataset_episodes(data_dir, successful_only=True, with_images=with_images)
     names = dataset_splits(data_dir)
     if names.get("valid"):
         valid_names = set(names["valid"])
-        return [e for e in episodes if e.name not in valid_names], [e for e in episodes if e.name in valid_names]
-    return [e for i, e in enumerate(episodes) if i % 10 != 9], [e for i, e in enumerate(episodes) if i % 10 == 9]
+        train, valid = [e for e in episodes if e.name not in valid_names], [e for e in episodes if e.name in valid_names]
+    else:
+        train = [e for i, e in enumerate(episodes) if i % 10 != 9]
+        valid = [e for i, e in enumerate(episodes) if i % 10 == 9]
+    if limit is not None:
+        if limit > len(train):
+            raise ValueError(f"{data_dir} has {len(train)} successful training episodes, fewer than the "
+                             f"{limit} asked for")
+        train = train[:limit]
+    return train, valid
+
+
+def load_training_episodes(data_dir: str | Path, limit: int | None = None) -> TrainingEpisodes:
+    """`load_split` with the frames of an HDF5 data set left on disk: one copy of the small arrays in memory,
+    frames read per batch (by the DataLoader's workers)."""
+    from vla_ros.policy.training_data import Hdf5Frames
+
+    train, valid = load_split(data_dir, lazy=True, limit=limit)
+    if not train:
+        raise ValueError(f"{data_dir} has no successful training episodes")
+    lazy = train[0].images is None
+
+    def frames(episodes):
+        return Hdf5Frames(data_dir, [e.name for e in episodes], [len(e.actions) for e in episodes]) \
+            if lazy and episodes else None
+
+    return TrainingEpisodes(train, valid, frames(train), frames(valid))
+
+
+class BatchStream(torch.utils.data.Dataset):
+    """Training batches by step: batch `step` of process `rank` is drawn from its own seeded streams, so a
+    resumed run, any number of DataLoader workers and every DDP process see reproducible, distinct batches."""
+
+    def __init__(self, data: TrainingSet, text: TextTable, vocab, recipe: TrainRecipe, steps: int, rank: int = 0):
+        self.data, self.text, self.vocab, self.recipe, self.steps, self.rank = data, text, vocab, recipe, steps, rank
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int) -> dict:
+        rng = np.random.default_rng([self.recipe.seed, int(step), self.rank])
+        generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+        index = rng.integers(0, len(self.data), self.recipe.batch_size)
+        return make_batch(self.data, self.text, index, self.vocab, self.recipe, rng, generator, train=True)
+
+
+class TrainingObjective(nn.Module):
+    """The policy plus its training loss as one module, so that DDP (through accelerate) sees one forward."""
+
+    def __init__(self, policy: VLAPolicy, recipe: TrainRecipe):
+        super().__init__()
+        self.policy, self.recipe = policy, recipe
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        loss, _, _ = batch_loss(self.policy, batch, next(self.policy.parameters()).device,
+                                self.recipe.chunk_loss_weight, self.recipe.grounding_loss_weight,
+                                self.recipe.role_loss_weight)
+        return loss
+
+
+@dataclass
+class FitResult:
+    history: dict
+    best: dict  # {"step", "token_accuracy", "model": state dict of the best validation, or None}
+    trained_seconds: float
+    device: str
+    processes: int
+    main: bool  # this process writes the outputs
+
+
+def fit(policy: VLAPolicy, train_set: TrainingSet, valid_set: TrainingSet | None, recipe: TrainRecipe,
+        out_dir: Path, *, identity: dict, resume: bool = True, progress: bool = True, workers: int = 1,
+        description: str = "train policy") -> FitResult:
+    """The optimisation loop `vla-ros train` and `vla-ros finetune` share: the parameters of `policy` that
+    require gradients are trained (AdamW, warm-up + cosine), batches come through a DataLoader, and the run is
+    driven by Hugging Face accelerate (CPU, a GPU, or several processes with DDP under `accelerate launch`).
+    Validation every `eval_every` steps keeps the best weights; OUT/checkpoint.pt every `checkpoint_every`
+    steps (only a run of the same recipe, model and `identity` resumes from it)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    device = accelerator.device
+    policy = policy.to(device)
+    train_text = TextTable(train_set.instructions, policy.config.text_tokens)
+    valid_text = TextTable(valid_set.instructions, policy.config.text_tokens) if valid_set else None
+    named = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
+    decays = [p for n, p in named if p.ndim >= 2 and "embed" not in n and "position" not in n]
+    flat = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n and "position" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decays, "weight_decay": recipe.weight_decay},
+                                   {"params": flat, "weight_decay": 0.0}], lr=recipe.learning_rate,
+                                  betas=(0.9, 0.95))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, recipe))
+    history: dict = {"step": [], "loss": [], "lr": [], "eval": []}
+    first_step, trained_seconds = 0, 0.0
+    best: dict = {"step": 0, "token_accuracy": -1.0, "model": None}
+    checkpoint = out_dir / CHECKPOINT_FILE
+    recipe_record = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in ("threads", "workers")}
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["recipe"] != recipe_record or state["config"] != policy.config.to_dict() \
+                or state.get("identity") != identity:
+            raise ValueError(f"{checkpoint} was written by another recipe, model or data; remove it or pass "
+                             f"--restart")
+        policy.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history, first_step, trained_seconds = state["history"], state["step"], state["trained_seconds"]
+        best = state.get("best", best)
+
+    objective, optimizer = accelerator.prepare(TrainingObjective(policy, recipe), optimizer)
+    stream = BatchStream(train_set, train_text, policy.vocab, recipe, recipe.steps, accelerator.process_index)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, sampler=range(first_step, recipe.steps),
+                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         persistent_workers=False)
+    main = accelerator.is_main_process
+    policy.train()
+    bar = tqdm(total=recipe.steps, initial=first_step, desc=description, unit="step",
+               disable=not (progress and main))
+    window: list[float] = []
+    resumed_at = time.perf_counter()
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    for step, batch in enumerate(loader, start=first_step):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        loss = objective(batch)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        schedule.step()
+        window.append(loss.item())
+        bar.update(1)
+        if (step + 1) % 25 == 0 or step + 1 == recipe.steps:
+            history["step"].append(step + 1)
+            history["loss"].append(float(np.mean(window)))
+            history["lr"].append(schedule.get_last_lr()[0])
+            bar.set_postfix(loss=f"{np.mean(window):.3f}")
+            window = []
+        last = step + 1 == recipe.steps
+        if main and valid_set is not None and ((step + 1) % recipe.eval_every == 0 or last):
+            metrics = validate(policy, valid_set, valid_text, recipe, device)
+            history["eval"].append({"step": step + 1, **metrics})
+            if metrics["token_accuracy"] > best["token_accuracy"]:
+                best = {"step": step + 1, "token_accuracy": metrics["token_accuracy"],
+                        "model": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}}
+            bar.write(describe_metrics(step + 1, metrics))
+        if main and (step + 1) % recipe.checkpoint_every == 0 and not last:
+            _save_checkpoint(checkpoint, policy, optimizer, schedule, history, step + 1,
+                             trained_seconds + time.perf_counter() - resumed_at, recipe_record, identity, best)
+        accelerator.wait_for_everyone() if accelerator.num_processes > 1 else None
+    bar.close()
+    trained_seconds += time.perf_counter() - resumed_at
+    policy.cpu().eval()
+    if best["model"] is not None:
+        policy.load_state_dict(best["model"])
+    return FitResult(history, best, trained_seconds, str(device), accelerator.num_processes, main)
+
+
+def describe_metrics(step: int, metrics: dict) -> str:
+    where = f", target place error {metrics['target_place_error_cm']:.1f} cm" \
+        if "target_place_error_cm" in metrics else ""
+    where += f", pools on the role words {metrics['pool_role_accuracy']:.3f}" \
+        if "pool_role_accuracy" in metrics else ""
+    return (f"step {step}: valid loss {metrics['loss']:.3f}, token accuracy {metrics['token_accuracy']:.3f}, "
+            f"chunk exact {metrics['chunk_exact']:.3f}{where}")
+
+
+def training_sets(episodes: TrainingEpisodes, tokenizer, vocab, recipe: TrainRecipe
+                  ) -> tuple[TrainingSet, TrainingSet | None]:
+    train_set = build_training_set(episodes.train, tokenizer, vocab, paraphrase=recipe.paraphrase,
+                                   terse=recipe.terse, extra=recipe.extra_phrasings, frames=episodes.train_frames)
+    valid_set = build_training_set(episodes.valid, tokenizer, vocab, paraphrase=False,
+                                   frames=episodes.valid_frames) if episodes.valid else None
+    return train_set, valid_set
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (MB; Linux reports ru_maxrss in KB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str | Path,
                  recipe: TrainRecipe | None = None, model_overrides: dict | None = None, resume: bool = True,
-                 progress: bool = True, export_onnx: bool = True) -> dict:
+                 progress: bool = True, export_onnx: bool = True, episodes: int | None = None,
+                 workers: int = 1) -> dict:
     """Train a policy from scratch (or resume OUT/checkpoint.pt); save it, its ONNX graphs and a report in OUT."""
     from vla_ros.tokenizers.loading import load_tokenizer
 
@@ -221,124 +418,63 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
 
     tokenizer = load_tokenizer(tokenizer_dir)
-    train_episodes, valid_episodes = load_split(data_dir)
-    if not train_episodes:
-        raise ValueError(f"{data_dir} has no successful training episodes")
-    policy = new_policy(tokenizer, proprio=np.concatenate([e.joint_pos for e in train_episodes]),
-                        **(model_overrides or {})).to(device)
-    train_set = build_training_set(train_episodes, tokenizer, policy.vocab, paraphrase=recipe.paraphrase,
-                                   terse=recipe.terse, extra=recipe.extra_phrasings)
-    valid_set = build_training_set(valid_episodes, tokenizer, policy.vocab, paraphrase=False) if valid_episodes \
-        else None
-    train_text = TextTable(train_set.instructions, policy.config.text_tokens)
-    valid_text = TextTable(valid_set.instructions, policy.config.text_tokens) if valid_set else None
+    data = load_training_episodes(data_dir, limit=episodes)
+    policy = new_policy(tokenizer, proprio=np.concatenate([e.joint_pos for e in data.train]),
+                        **(model_overrides or {}))
+    train_set, valid_set = training_sets(data, tokenizer, policy.vocab, recipe)
     setup_seconds = time.perf_counter() - started
-
-    decay = [p for n, p in policy.named_parameters() if p.ndim >= 2 and "embed" not in n and "position" not in n]
-    no_decay = [p for n, p in policy.named_parameters() if not (p.ndim >= 2 and "embed" not in n and "position" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=recipe.learning_rate,
-                                  betas=(0.9, 0.95))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, recipe))
-    rng = np.random.default_rng(recipe.seed)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    history: dict = {"step": [], "loss": [], "lr": [], "eval": []}
-    first_step, trained_seconds = 0, 0.0
-    best: dict = {"step": 0, "token_accuracy": -1.0, "model": None}
-    checkpoint = out_dir / CHECKPOINT_FILE
-    if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        same_recipe = {k: v for k, v in state["recipe"].items() if k != "threads"} == \
-            {k: v for k, v in dataclasses.asdict(recipe).items() if k != "threads"}
-        if not same_recipe or state["config"] != policy.config.to_dict():
-            raise ValueError(f"{checkpoint} was written by another recipe or model; remove it or pass --restart")
-        policy.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        rng.bit_generator.state = state["numpy_rng"]
-        generator.set_state(state["torch_rng"])
-        history, first_step, trained_seconds = state["history"], state["step"], state["trained_seconds"]
-        best = state.get("best", best)
-
-    policy.train()
-    bar = tqdm(range(first_step, recipe.steps), desc="train policy", unit="step", disable=not progress,
-               initial=first_step, total=recipe.steps)
-    window: list[float] = []
-    resumed_at = time.perf_counter()
-    for step in bar:
-        index = rng.integers(0, len(train_set), recipe.batch_size)
-        batch = make_batch(train_set, train_text, index, policy, recipe, rng, generator, train=True)
-        loss, _, _ = batch_loss(policy, batch, device, recipe.chunk_loss_weight, recipe.grounding_loss_weight,
-                                recipe.role_loss_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        window.append(loss.item())
-        if (step + 1) % 25 == 0 or step + 1 == recipe.steps:
-            history["step"].append(step + 1)
-            history["loss"].append(float(np.mean(window)))
-            history["lr"].append(schedule.get_last_lr()[0])
-            bar.set_postfix(loss=f"{np.mean(window):.3f}")
-            window = []
-        last = step + 1 == recipe.steps
-        if valid_set is not None and ((step + 1) % recipe.eval_every == 0 or last):
-            metrics = validate(policy, valid_set, valid_text, recipe, device)
-            history["eval"].append({"step": step + 1, **metrics})
-            if metrics["token_accuracy"] > best["token_accuracy"]:
-                best = {"step": step + 1, "token_accuracy": metrics["token_accuracy"],
-                        "model": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}}
-            where = f", target place error {metrics['target_place_error_cm']:.1f} cm" \
-                if "target_place_error_cm" in metrics else ""
-            where += f", pools on the role words {metrics['pool_role_accuracy']:.3f}" \
-                if "pool_role_accuracy" in metrics else ""
-            bar.write(f"step {step + 1}: valid loss {metrics['loss']:.3f}, token accuracy "
-                      f"{metrics['token_accuracy']:.3f}, chunk exact {metrics['chunk_exact']:.3f}{where}")
-        if (step + 1) % recipe.checkpoint_every == 0 and not last:
-            _save_checkpoint(checkpoint, policy, optimizer, schedule, rng, generator, history, step + 1,
-                             trained_seconds + time.perf_counter() - resumed_at, recipe, best)
-    bar.close()
-    trained_seconds += time.perf_counter() - resumed_at
-
-    policy = policy.cpu().eval()
-    if best["model"] is not None:
-        policy.load_state_dict(best["model"])
+    identity = {"kind": "train", "data": str(data_dir), "episodes": episodes}
+    result = fit(policy, train_set, valid_set, recipe, out_dir, identity=identity, resume=resume,
+                 progress=progress, workers=workers)
     policy.tokenizer = tokenizer
-    policy.save_pretrained(out_dir)
-    if export_onnx:
-        from vla_ros.policy.onnx_export import export_policy_onnx
-
-        export_policy_onnx(policy, out_dir)
     report = {
         "data": str(data_dir), "tokenizer": str(tokenizer_dir), "tokenizer_identity": tokenizer.identity,
-        "device": str(device), "threads": recipe.threads, "recipe": dataclasses.asdict(recipe),
-        "model": policy.config.to_dict(), "parameters": sum(p.numel() for p in policy.parameters()),
-        "train_episodes": len(train_episodes), "valid_episodes": len(valid_episodes),
+        "device": result.device, "processes": result.processes, "threads": recipe.threads, "workers": workers,
+        "recipe": dataclasses.asdict(recipe), "model": policy.config.to_dict(),
+        "parameters": sum(p.numel() for p in policy.parameters()),
+        "train_episodes": len(data.train), "valid_episodes": len(data.valid),
         "train_samples": len(train_set), "phrasings": len(train_set.instructions),
-        "setup_seconds": round(setup_seconds, 1), "train_seconds": round(trained_seconds, 1),
-        "final_eval": history["eval"][-1] if history["eval"] else None,
-        "selected_step": best["step"] if best["model"] is not None else recipe.steps,
-        "selected_eval": next((e for e in history["eval"] if e["step"] == best["step"]), None),
-        "history": history,
+        **_run_summary(result, recipe, setup_seconds),
     }
-    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    write_curve(out_dir / CURVE_FILE, history)
-    if checkpoint.is_file():
-        checkpoint.unlink()  # the run is complete; the saved policy replaces it
+    report["written"] = result.main  # under DDP only the main process writes OUT
+    if result.main:
+        policy.save_pretrained(out_dir)
+        if export_onnx:
+            from vla_ros.policy.onnx_export import export_policy_onnx
+
+            export_policy_onnx(policy, out_dir)
+        _write_outputs(out_dir, report, result.history)
     return report
 
 
-def _save_checkpoint(path: Path, policy, optimizer, schedule, rng, generator, history, step, seconds, recipe,
-                     best) -> None:
+def _run_summary(result: FitResult, recipe: TrainRecipe, setup_seconds: float) -> dict:
+    history = result.history
+    return {
+        "setup_seconds": round(setup_seconds, 1), "train_seconds": round(result.trained_seconds, 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "final_eval": history["eval"][-1] if history["eval"] else None,
+        "selected_step": result.best["step"] if result.best["model"] is not None else recipe.steps,
+        "selected_eval": next((e for e in history["eval"] if e["step"] == result.best["step"]), None),
+        "history": history,
+    }
+
+
+def _write_outputs(out_dir: Path, report: dict, history: dict) -> None:
+    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    write_curve(out_dir / CURVE_FILE, history)
+    checkpoint = out_dir / CHECKPOINT_FILE
+    if checkpoint.is_file():
+        checkpoint.unlink()  # the run is complete; the saved policy replaces it
+
+
+def _save_checkpoint(path: Path, policy, optimizer, schedule, history, step, seconds, recipe_record: dict,
+                     identity: dict, best) -> None:
     state = {"model": policy.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-             "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(), "history": history,
-             "step": step, "trained_seconds": seconds, "recipe": dataclasses.asdict(recipe),
-             "config": policy.config.to_dict(), "best": best}
+             "history": history, "step": step, "trained_seconds": seconds, "recipe": recipe_record,
+             "config": policy.config.to_dict(), "identity": identity, "best": best}
     partial = path.with_suffix(".partial")
     torch.save(state, partial)
     partial.replace(path)  # atomic: a run killed mid-write keeps the previous checkpoint

@@ -85,11 +85,65 @@ def split_names(path: str | Path) -> dict[str, list[str]]:
                 for key in ("train", "valid") if key in f["mask"]}
 
 
+class EpisodeFrames:
+    """The frames of episodes held in memory, indexed as one array of samples without concatenating them."""
+
+    def __init__(self, per_episode: list[np.ndarray]):
+        self.per_episode = per_episode
+        lengths = np.array([len(frames) for frames in per_episode], np.int64)
+        self.owner = np.repeat(np.arange(len(per_episode)), lengths)
+        self.step = np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.atleast_1d(np.asarray(index))
+        return np.stack([self.per_episode[self.owner[i]][self.step[i]] for i in index])
+
+
+class Hdf5Frames:
+    """The frames of a data set's episodes read from its HDF5 file when a batch asks for them (frames are stored
+    one per chunk, so a sample reads one chunk). The file is opened once per process: DataLoader workers forked
+    after a read in the parent still open their own handle."""
+
+    def __init__(self, path: str | Path, names: list[str], lengths: list[int]):
+        from vla_ros.data.episodes import dataset_path
+
+        self.path = str(dataset_path(path))
+        self.names = list(names)
+        lengths = np.asarray(lengths, np.int64)
+        self.owner = np.repeat(np.arange(len(self.names)), lengths)
+        self.step = np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else np.zeros(0, np.int64)
+        self._file, self._pid, self._datasets = None, None, {}
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def __getstate__(self) -> dict:  # a pickled copy (spawned workers) opens the file itself
+        return {**self.__dict__, "_file": None, "_pid": None, "_datasets": {}}
+
+    def _dataset(self, episode: int):
+        import os
+
+        import h5py
+
+        if self._pid != os.getpid():
+            self._file, self._pid, self._datasets = h5py.File(self.path, "r"), os.getpid(), {}
+        if episode not in self._datasets:
+            self._datasets[episode] = self._file[f"data/{self.names[episode]}/obs/agentview_image"]
+        return self._datasets[episode]
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.atleast_1d(np.asarray(index))
+        return np.stack([self._dataset(int(self.owner[i]))[int(self.step[i])] for i in index])
+
+
 @dataclass
 class TrainingSet:
-    """Per-step arrays (N samples) plus per-episode phrasings."""
+    """Per-step arrays (N samples) plus per-episode phrasings; frames are read through `images[index]`."""
 
-    images: np.ndarray  # uint8 [N, H, W, 3]
+    images: EpisodeFrames | Hdf5Frames  # uint8 [N, H, W, 3] when indexed
     joint_pos: np.ndarray  # float32 [N, 6]
     tokens: np.ndarray  # int64 [N, T]: the tokenizer's ids of actions[t:t+H]
     chunks: np.ndarray  # float32 [N, H, 7]: actions[t:t+H] normalized by the tokenizer (gripper 0/1)
@@ -105,10 +159,11 @@ class TrainingSet:
 
 
 def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool = True,
-                       terse: bool = False, extra: bool = False) -> TrainingSet:
+                       terse: bool = False, extra: bool = False, frames=None) -> TrainingSet:
     """Samples of every step of every episode; chunks past an episode's end hold still (tokenizer convention).
     Each episode's phrasings: its recorded instruction, or with `paraphrase` all its training phrasings
-    (with `extra` also the extra training templates', with `terse` also their terse variants)."""
+    (with `extra` also the extra training templates', with `terse` also their terse variants).
+    `frames` reads the episodes' frames (`Hdf5Frames`); without it they come from the episodes' `images`."""
     from vla_ros.tokenizers.chunking import chunks_from_episode
 
     images, joints, tokens, normalized, plans, owner, phrasings = [], [], [], [], [], [], []
@@ -116,12 +171,13 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
     instructions: dict[str, int] = {}
     width = vocab.max_plan_tokens + 1
     for index, episode in enumerate(episodes):
-        if episode.images is None:
+        if frames is None and episode.images is None:
             raise ValueError(f"episode {episode.name} was loaded without images")
         chunks = chunks_from_episode(episode.actions, tokenizer.chunk_size)
         tokens.append(tokenizer.encode(chunks))
         normalized.append(tokenizer.normalizer.normalize(chunks))
-        images.append(episode.images)
+        if frames is None:
+            images.append(episode.images)
         joints.append(np.asarray(episode.joint_pos, np.float32))
         for t in range(len(episode.actions)):
             plan = vocab.plan_ids(episode.phases[t:])
@@ -135,8 +191,12 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
         place_mask.append(np.stack([reaching * known[0], np.full(len(episode.actions), known[1])], 1))
         texts = training_paraphrases(episode.instruction, terse, extra) if paraphrase else [episode.instruction]
         phrasings.append([instructions.setdefault(text, len(instructions)) for text in texts])
+    frames = frames if frames is not None else EpisodeFrames(images)
+    if len(frames) != sum(len(e.actions) for e in episodes):
+        raise ValueError(f"the frames hold {len(frames)} samples, the episodes' actions "
+                         f"{sum(len(e.actions) for e in episodes)}")
     return TrainingSet(
-        images=np.concatenate(images), joint_pos=np.concatenate(joints), tokens=np.concatenate(tokens),
+        images=frames, joint_pos=np.concatenate(joints), tokens=np.concatenate(tokens),
         chunks=np.concatenate(normalized).astype(np.float32),
         plans=np.asarray(plans, np.int64), places=np.concatenate(places).astype(np.float32),
         place_mask=np.concatenate(place_mask).astype(np.float32), episode=np.concatenate(owner), phrasings=phrasings,

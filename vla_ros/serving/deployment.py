@@ -44,6 +44,7 @@ class ServerConfig:
 
     policy: str
     backend: str = "builtin-torch"
+    adapter_path: str = ""  # a LoRA adapter trained on `policy`, merged at load
     tokenizer_path: str = ""
     episode_data: str = ""
     episode_index: int = 0
@@ -76,7 +77,8 @@ class PolicyServer:
         from vla_ros.serving.host import PolicyHost  # noqa: PLC0415
 
         self.config = c = ServerConfig(**config)
-        settings = replace(PolicySettings(), backend=c.backend, model_path=c.policy, tokenizer_path=c.tokenizer_path,
+        settings = replace(PolicySettings(), backend=c.backend, model_path=c.policy, adapter_path=c.adapter_path,
+                           tokenizer_path=c.tokenizer_path,
                            episode_data=c.episode_data, episode_index=c.episode_index, temperature=c.temperature)
         self.host = PolicyHost(settings, threads=c.threads, device=c.device, seed=c.seed)
         self.session = PolicySession(self.host, api_key_sha256=c.api_key_sha256,

@@ -48,12 +48,14 @@ class PolicyHost:
         self.source = load_token_source(settings, threads=threads, device=self.device)
         self.tokenizer = self.source.tokenizer
         self.rng = np.random.default_rng(seed)
-        self.name = name or Path(settings.model_path).name
+        self.name = name or Path(settings.model_path).name + \
+            (f"+{Path(settings.adapter_path).name}" if settings.adapter_path else "")
         self.batches = self.requests = 0
 
     @classmethod
-    def for_policy(cls, policy: str, backend: str = "builtin-torch", **kwargs) -> PolicyHost:
-        return cls(replace(PolicySettings(), backend=backend, model_path=str(policy)), **kwargs)
+    def for_policy(cls, policy: str, backend: str = "builtin-torch", adapter: str = "", **kwargs) -> PolicyHost:
+        return cls(replace(PolicySettings(), backend=backend, model_path=str(policy), adapter_path=str(adapter or "")),
+                   **kwargs)
 
     @property
     def image_size(self) -> int | None:

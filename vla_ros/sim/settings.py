@@ -8,6 +8,7 @@ from vla_ros.core.settings import Settings, one_of, positive, setting
 
 CAMERAS = ("over_shoulder", "front", "wrist")
 FAMILY_CHOICES = ("", "pick", "place", "stack", "push")
+SCENES = ("default", "camera_shift", "appearance")  # set-up shifts, vla_ros.sim.scenes (docs/sim.md)
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,9 @@ class SimSettings(Settings):
     family: str = setting("", "Task family of the suggested task at reset ('' = any of pick, place, stack, push).",
                           read_only=False, check=one_of(*FAMILY_CHOICES))
     camera: str = setting("over_shoulder", "Workcell camera: over_shoulder, front or wrist.", check=one_of(*CAMERAS))
+    scene: str = setting("default", "Set-up shift of the workcell: default, camera_shift (over_shoulder moved 8 cm "
+                         "and turned 7 degrees) or appearance (table colour, lighting, block shades).",
+                         check=one_of(*SCENES))
     image_width: int = setting(128, "Camera image width in pixels.", check=positive)
     image_height: int = setting(128, "Camera image height in pixels.", check=positive)
     camera_rate: float = setting(10.0, "Camera frames per second.", check=positive)

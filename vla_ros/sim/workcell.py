@@ -15,6 +15,7 @@ from vla_ros.robot.kinematics import ArmKinematics, IKResult, Pose, rot_y, rotma
 from vla_ros.robot.wx250s import ARM_JOINTS, FINGER_JOINT, FINGER_OPEN, finger_position, gripper_opening
 from vla_ros.sim.settings import CAMERAS
 from vla_ros.sim.layout import BLOCK_SIZES, SceneLayout, sample_layout
+from vla_ros.sim.scenes import apply_scene
 from vla_ros.sim.tasks import ObjectState, Task, WorldState, sample_task, task_success
 
 WORKCELL_MJCF = Path(__file__).resolve().parent / "assets" / "workcell.xml"  # includes the arm's MJCF
@@ -54,10 +55,12 @@ class Workcell:
     """The arm on a table with blocks, a plate, a towel and a can; one `step` is one 5 Hz control step."""
 
     def __init__(self, image_size: int = 128, camera: str = "over_shoulder", render: bool = True,
-                 split: str = "train") -> None:
+                 split: str = "train", scene: str = "default") -> None:
         if camera not in CAMERAS:
             raise ValueError(f"camera {camera!r} is not one of {CAMERAS}")
         self.model = mujoco.MjModel.from_xml_path(str(WORKCELL_MJCF))
+        apply_scene(self.model, scene)  # before any renderer: textures are uploaded when one is made
+        self.scene = scene
         self.data = mujoco.MjData(self.model)
         self.kinematics = ArmKinematics()
         self.image_size, self.camera, self.render_enabled, self.split = image_size, camera, render, split

@@ -44,6 +44,8 @@ class PolicySettings(Settings):
                            check=one_of(*POLICY_BACKENDS))
     model_path: str = setting("models/policy/vla", "Policy directory from 'vla-ros train'; relative paths are "
                               "looked up in the package.")
+    adapter_path: str = setting("", "LoRA adapter directory from 'vla-ros finetune', trained on model_path; merged "
+                                "into the policy at load ('' = none). builtin-onnx runs its merged graphs.")
     tokenizer_path: str = setting("", "Tokenizer directory: required by the episode backend; for the builtin "
                                   "backends, when set, it must be the policy's own tokenizer (the policy carries a "
                                   "copy).")
