@@ -56,7 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="data generation workers")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "adapt", help="output directory")
     parser.add_argument("--cached-only", action="store_true",
-                        help="train nothing: tabulate and plot the runs (and evaluations) already in OUT")
+                        help="train and evaluate nothing: tabulate and plot every run of the shifts already in OUT "
+                             "(OUT/runs/SHIFT_METHOD_DEMOS with OUT/eval/SHIFT_METHOD_DEMOS[_on_default])")
     return parser.parse_args(argv)
 
 
@@ -160,11 +161,14 @@ def plot(out: Path, shift: str, rows: list[dict], base_unshifted: float) -> Path
     ax.axhline(100 * base_unshifted, color="black", ls="-", lw=0.8, label="shipped policy, unshifted")
     ax.axhline(90 * base_unshifted, color="black", ls=":", lw=0.8, label="90 % of unshifted")
     ax.set_xscale("log")
+    ticks = sorted({r["demos"] for r in rows if r["demos"]})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("demonstrations in the shifted cell")
     ax.set_ylabel("success, mean over families (%)")
     ax.set_ylim(0, 105)
     ax.set_title(f"adapting to {shift.replace('_', ' ')}")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     path = out / f"{shift}.png"
     fig.savefig(path, dpi=110)
@@ -173,16 +177,17 @@ def plot(out: Path, shift: str, rows: list[dict], base_unshifted: float) -> Path
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| shift | method | demos | success (± 95 %) | pick / place / stack / push | trainable | CPU min | "
-             "adapter |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| shift | method | demos | success (± 95 %) | pick / place / stack / push | trainable | train min | "
+             "CPU min | adapter |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         families = " / ".join(str(r["per_family"].get(f, "-")) for f in ("pick", "place", "stack", "push"))
         trainable = f"{r['trainable_percent']:.2f} %" if r.get("trainable_percent") is not None else "-"
         minutes = f"{r['cpu_minutes']:.1f}" if r.get("cpu_minutes") else "-"
+        wall = f"{r['train_minutes']:.1f}" if r.get("train_minutes") else "-"
         adapter = f"{r['adapter_kb']:.0f} KB" if r.get("adapter_kb") else "-"
         lines.append(f"| {r['shift']} ({r['scene']}) | {r['method']} | {r['demos'] or '-'} | "
-                     f"{100 * r['success']:.1f} % ± {100 * r['ci95']:.1f} | {families} | {trainable} | {minutes} | "
-                     f"{adapter} |")
+                     f"{100 * r['success']:.1f} % ± {100 * r['ci95']:.1f} | {families} | {trainable} | {wall} | "
+                     f"{minutes} | {adapter} |")
     return "\n".join(lines) + "\n"
 
 
@@ -195,6 +200,11 @@ def main(argv=None) -> int:
     unshifted = evaluation(out, "base_default", args.episodes, "default", BASE)
     rows.append(row("none", "base", None, unshifted, None))
     for shift in args.shifts:
+        if args.cached_only:
+            shift_rows = cached_rows(out, shift)
+            plot(out, shift, shift_rows, unshifted["mean_over_families"])
+            rows += shift_rows
+            continue
         data = dataset(out, shift, args.generate, args.workers)
         shift_rows = [row(shift, "base", None, evaluation(out, f"base_{shift}", args.episodes, shift, BASE), None)]
         # the LoRA run the targets name first (an early answer), then the curve, then the comparisons
@@ -218,6 +228,28 @@ def main(argv=None) -> int:
     save(out, rows, args)
     print(markdown(rows))
     return 0
+
+
+def cached_rows(out: Path, shift: str) -> list[dict]:
+    """Rows of every finished run of `shift` in OUT (whatever its method, targets or data), with its evaluations."""
+    from vla_ros.policy.training import REPORT_FILE
+
+    def summary(name: str) -> dict | None:
+        path = out / "eval" / name / "results.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    rows = [row(shift, "base", None, summary(f"base_{shift}"), None)] if summary(f"base_{shift}") else []
+    runs = sorted((out / "runs").glob(f"{shift}_*/{REPORT_FILE}"),
+                  key=lambda p: (p.parent.name.rsplit("_", 1)[0], int(p.parent.name.rsplit("_", 1)[1])))
+    for report_path in runs:
+        name = report_path.parent.name
+        method, demos = name.removeprefix(f"{shift}_").rsplit("_", 1)
+        report = json.loads(report_path.read_text())
+        for suffix, label in (("", method), ("_on_default", f"{method}, unshifted cell")):
+            found = summary(name + suffix)
+            if found:
+                rows.append(row(shift, label, int(demos), found, report))
+    return rows
 
 
 def save(out: Path, rows: list[dict], args) -> None:

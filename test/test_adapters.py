@@ -201,6 +201,11 @@ def test_lazy_frames_give_the_batches_the_in_memory_set_gives(tuned):
         direct = stream[step]
         assert all(torch.equal(batch[k], direct[k]) for k in direct)
     assert not torch.equal(stream[0]["images"], stream[1]["images"])
+    pooled = load_training_episodes([tuned["root"] / "data", tuned["root"] / "data"], limit=3)
+    assert [e.name for e in pooled.train] == [e.name for e in data.train[:3]] * 2
+    both = build_training_set(pooled.train, policy.tokenizer, policy.vocab, frames=pooled.train_frames)
+    half = len(both) // 2
+    assert np.array_equal(both.images[np.array([1, half + 1])], lazy.images[np.array([1, 1])])
 
 
 def test_a_killed_finetune_resumes_to_the_weights_of_an_uninterrupted_run(tuned, tmp_path):

@@ -26,9 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Hugging Face accelerate: `torchrun --nproc_per_node N -m vla_ros.cli finetune …` (or "
                     "`accelerate launch`) trains with DDP over N processes.")
     parser.add_argument("--policy", type=Path, required=True, help="base policy directory (e.g. models/policy/vla)")
-    parser.add_argument("--data", type=Path, required=True,
+    parser.add_argument("--data", type=Path, nargs="+", required=True,
                         help="demonstrations from the new set-up: dataset.hdf5 directory, LeRobotDataset or "
-                             "demonstration bags (as for `vla-ros train`)")
+                             "demonstration bags (as for `vla-ros train`); several are pooled (add some of the old "
+                             "cell's to keep what the base could do there)")
     parser.add_argument("--out", type=Path, required=True, help="output adapter directory (created if missing)")
     parser.add_argument("--rank", type=positive_int, default=spec.rank, help=f"LoRA rank (default {spec.rank})")
     parser.add_argument("--alpha", type=positive_float, default=spec.alpha,
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--full", action="store_true",
                         help="full fine-tuning instead of LoRA: every weight trains, OUT is a whole policy")
     parser.add_argument("--episodes", type=positive_int, default=None,
-                        help="use the first N successful training episodes only (default: all)")
+                        help="use the first N successful training episodes of each data set only (default: all)")
     parser.add_argument("--steps", type=positive_int, default=recipe.steps,
                         help=f"optimizer steps (default {recipe.steps})")
     parser.add_argument("--batch-size", type=positive_int, default=recipe.batch_size,
@@ -68,7 +69,8 @@ def _finetune(args: argparse.Namespace) -> int:
     from vla_ros.policy.errors import PolicyLoadError
     from vla_ros.policy.finetuning import FinetuneRecipe, finetune_policy
 
-    check_training_paths("finetune", args.data, args.out)
+    for data in args.data:
+        check_training_paths("finetune", data, args.out)
     recipe = FinetuneRecipe(steps=args.steps, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
                             eval_every=args.eval_every, checkpoint_every=args.eval_every)
     if args.full:
@@ -77,7 +79,8 @@ def _finetune(args: argparse.Namespace) -> int:
         recipe = replace(recipe, learning_rate=args.lr)
     spec = None if args.full else AdapterSpec(rank=args.rank, alpha=args.alpha, targets=args.targets)
     try:
-        report = finetune_policy(args.policy, args.data, args.out, spec, recipe, episodes=args.episodes,
+        data = args.data[0] if len(args.data) == 1 else args.data
+        report = finetune_policy(args.policy, data, args.out, spec, recipe, episodes=args.episodes,
                                  resume=not args.restart, workers=args.workers, export_onnx=not args.no_onnx)
     except PolicyLoadError as exc:
         raise SystemExit(f"vla-ros finetune: --policy {args.policy}: {exc}")

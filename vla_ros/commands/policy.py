@@ -32,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Hugging Face accelerate, so `torchrun --nproc_per_node N -m vla_ros.cli train …` (or "
                     "`accelerate launch`) trains with DDP over N processes. Frames of a dataset.hdf5 stay on disk and "
                     "are read per batch by --workers DataLoader processes.")
-    train.add_argument("--data", type=Path, required=True,
+    train.add_argument("--data", type=Path, nargs="+", required=True,
                        help="data set: a directory holding dataset.hdf5, a LeRobotDataset (v3.0 or v2.1) or "
-                            "demonstration bags (docs/demonstrations.md)")
+                            "demonstration bags (docs/demonstrations.md); several are pooled")
     train.add_argument("--tokenizer", type=Path, required=True,
                        help="action tokenizer directory (e.g. models/tokenizers/vqvae)")
     train.add_argument("--out", type=Path, required=True, help="output policy directory (created if missing)")
@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--model", default="{}",
                        help="JSON of model overrides, e.g. '{\"hidden_size\": 128, \"num_layers\": 2}'")
     train.add_argument("--episodes", type=positive_int, default=None,
-                       help="use the first N successful training episodes only (default: all)")
+                       help="use the first N successful training episodes of each data set only (default: all)")
     train.add_argument("--workers", type=non_negative_int, default=1,
                        help="DataLoader worker processes reading frames (default 1; 0 = in the training process)")
     train.add_argument("--restart", action="store_true", help="ignore an existing OUT/checkpoint.pt")
@@ -134,7 +134,8 @@ def _train(args: argparse.Namespace) -> int:
     if not args.tokenizer.is_dir():
         raise SystemExit(f"vla-ros train: --tokenizer {args.tokenizer} is not a directory; give a saved tokenizer "
                          f"such as models/tokenizers/vqvae")
-    check_training_paths("train", args.data, args.out)
+    for data in args.data:
+        check_training_paths("train", data, args.out)
     try:
         overrides = json.loads(args.model)
         if not isinstance(overrides, dict):
@@ -146,7 +147,8 @@ def _train(args: argparse.Namespace) -> int:
                          paraphrase=not args.no_paraphrase, terse=args.terse,
                          extra_phrasings=args.extra_phrasings)
     try:
-        report = train_policy(args.data, args.tokenizer, args.out, recipe, overrides, resume=not args.restart,
+        data = args.data[0] if len(args.data) == 1 else args.data
+        report = train_policy(data, args.tokenizer, args.out, recipe, overrides, resume=not args.restart,
                               episodes=args.episodes, workers=args.workers)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         raise SystemExit(f"vla-ros train: {exc}")

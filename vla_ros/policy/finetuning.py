@@ -33,15 +33,16 @@ class FinetuneRecipe(TrainRecipe):
     checkpoint_every: int = 250
 
 
-def finetune_policy(base_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
+def finetune_policy(base_dir: str | Path, data_dir, out_dir: str | Path,
                     spec: AdapterSpec | None = None, recipe: FinetuneRecipe | None = None,
                     episodes: int | None = None, resume: bool = True, progress: bool = True,
                     workers: int = 1, export_onnx: bool = False) -> dict:
-    """Adapt the policy saved in `base_dir` on the demonstrations in `data_dir` (any kind `vla-ros train` reads);
+    """Adapt the policy saved in `base_dir` on the demonstrations in `data_dir` (any kind `vla-ros train` reads,
+    or a list of data sets pooled);
     LoRA with `spec`, full fine-tuning without. Writes OUT (adapter or policy), its report and loss curve."""
     from vla_ros.policy.modeling_vla import VLAPolicy
     from vla_ros.policy.training import (
-        _run_summary, _write_outputs, fit, load_training_episodes, training_sets)
+        _run_summary, _write_outputs, data_names, fit, load_training_episodes, training_sets)
 
     recipe = recipe or FinetuneRecipe()
     base_dir, out_dir = Path(base_dir), Path(out_dir)
@@ -63,13 +64,13 @@ def finetune_policy(base_dir: str | Path, data_dir: str | Path, out_dir: str | P
     setup_seconds = time.perf_counter() - started
     from vla_ros.policy.adapters import base_identity
 
-    identity = {"kind": "lora" if spec else "full", "base": base_identity(base_dir), "data": str(data_dir),
+    identity = {"kind": "lora" if spec else "full", "base": base_identity(base_dir), "data": data_names(data_dir),
                 "episodes": episodes, "spec": dataclasses.asdict(spec) if spec else None}
     result = fit(policy, train_set, valid_set, recipe, out_dir, identity=identity, resume=resume,
                  progress=progress, workers=workers, description="finetune (LoRA)" if spec else "finetune (full)")
     report = {
         "base": str(base_dir), "base_identity": identity["base"], "base_version": policy.config.version,
-        "data": str(data_dir), "method": identity["kind"], "adapter": dataclasses.asdict(spec) if spec else None,
+        "data": data_names(data_dir), "method": identity["kind"], "adapter": dataclasses.asdict(spec) if spec else None,
         "device": result.device, "processes": result.processes, "threads": recipe.threads, "workers": workers,
         "recipe": dataclasses.asdict(recipe), "trainable_parameters": trainable, "base_parameters": total,
         "trainable_percent": round(100.0 * trainable / total, 3),
@@ -81,7 +82,7 @@ def finetune_policy(base_dir: str | Path, data_dir: str | Path, out_dir: str | P
         return report
     if spec is not None:
         save_adapter(policy, spec, out_dir, base_dir, extra={
-            "train_episodes": len(data.train), "data": str(data_dir), "selected_step": report["selected_step"]})
+            "train_episodes": len(data.train), "data": data_names(data_dir), "selected_step": report["selected_step"]})
         report["adapter_bytes"] = (out_dir / ADAPTER_WEIGHTS).stat().st_size
         if export_onnx:
             from vla_ros.policy.onnx_export import export_adapter_onnx

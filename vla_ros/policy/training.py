@@ -235,11 +235,28 @@ def load_split(data_dir: str | Path, *, lazy: bool = False, limit: int | None = 
     return train, valid
 
 
-def load_training_episodes(data_dir: str | Path, limit: int | None = None) -> TrainingEpisodes:
+def load_training_episodes(data_dir, limit: int | None = None) -> TrainingEpisodes:
     """`load_split` with the frames of an HDF5 data set left on disk: one copy of the small arrays in memory,
-    frames read per batch (by the DataLoader's workers)."""
-    from vla_ros.policy.training_data import Hdf5Frames
+    frames read per batch (by the DataLoader's workers). `data_dir` may be a list of data sets (of any kinds):
+    their episodes are pooled, `limit` applies to each (e.g. a new cell's demonstrations plus some of the old
+    cell's, so that an adapter learns the new one without forgetting the old)."""
+    from vla_ros.policy.training_data import ConcatFrames, EpisodeFrames, Hdf5Frames
 
+    if isinstance(data_dir, (list, tuple)):
+        if len(data_dir) == 1:
+            return load_training_episodes(data_dir[0], limit)
+        parts = [load_training_episodes(path, limit) for path in data_dir]
+
+        def pooled(kind: str):
+            episodes = [getattr(part, kind) for part in parts]
+            frames = [getattr(part, f"{kind}_frames") for part in parts]
+            if all(f is None for f in frames):
+                return None
+            return ConcatFrames([f if f is not None else EpisodeFrames([e.images for e in group])
+                                 for f, group in zip(frames, episodes) if group])
+
+        return TrainingEpisodes([e for p in parts for e in p.train], [e for p in parts for e in p.valid],
+                                pooled("train"), pooled("valid"))
     train, valid = load_split(data_dir, lazy=True, limit=limit)
     if not train:
         raise ValueError(f"{data_dir} has no successful training episodes")
@@ -399,6 +416,11 @@ def training_sets(episodes: TrainingEpisodes, tokenizer, vocab, recipe: TrainRec
     return train_set, valid_set
 
 
+def data_names(data_dir) -> str | list[str]:
+    """A data set path, or a list of them, as recorded in reports and checkpoints."""
+    return [str(p) for p in data_dir] if isinstance(data_dir, (list, tuple)) else str(data_dir)
+
+
 def peak_memory_mb() -> float:
     """Peak resident memory of this process so far (MB; Linux reports ru_maxrss in KB)."""
     import resource
@@ -426,12 +448,12 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
                         **(model_overrides or {}))
     train_set, valid_set = training_sets(data, tokenizer, policy.vocab, recipe)
     setup_seconds = time.perf_counter() - started
-    identity = {"kind": "train", "data": str(data_dir), "episodes": episodes}
+    identity = {"kind": "train", "data": data_names(data_dir), "episodes": episodes}
     result = fit(policy, train_set, valid_set, recipe, out_dir, identity=identity, resume=resume,
                  progress=progress, workers=workers)
     policy.tokenizer = tokenizer
     report = {
-        "data": str(data_dir), "tokenizer": str(tokenizer_dir), "tokenizer_identity": tokenizer.identity,
+        "data": data_names(data_dir), "tokenizer": str(tokenizer_dir), "tokenizer_identity": tokenizer.identity,
         "device": result.device, "processes": result.processes, "threads": recipe.threads, "workers": workers,
         "recipe": dataclasses.asdict(recipe), "model": policy.config.to_dict(),
         "parameters": sum(p.numel() for p in policy.parameters()),

@@ -139,11 +139,27 @@ class Hdf5Frames:
         return np.stack([self._dataset(int(self.owner[i]))[int(self.step[i])] for i in index])
 
 
+class ConcatFrames:
+    """Frame readers of several data sets one after another, indexed as one array of samples."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(part) for part in parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.atleast_1d(np.asarray(index))
+        part = np.searchsorted(self.starts, index, side="right") - 1
+        return np.stack([self.parts[p][int(i - self.starts[p])][0] for p, i in zip(part, index)])
+
+
 @dataclass
 class TrainingSet:
     """Per-step arrays (N samples) plus per-episode phrasings; frames are read through `images[index]`."""
 
-    images: EpisodeFrames | Hdf5Frames  # uint8 [N, H, W, 3] when indexed
+    images: EpisodeFrames | Hdf5Frames | ConcatFrames  # uint8 [N, H, W, 3] when indexed
     joint_pos: np.ndarray  # float32 [N, 6]
     tokens: np.ndarray  # int64 [N, T]: the tokenizer's ids of actions[t:t+H]
     chunks: np.ndarray  # float32 [N, H, 7]: actions[t:t+H] normalized by the tokenizer (gripper 0/1)
