@@ -69,7 +69,7 @@ def looks_ready(image: np.ndarray) -> bool:
     return table_share(image) > MIN_TABLE and arm_share(image) > MIN_ARM
 
 
-@pytest.mark.flaky(reruns=2, reruns_delay=2)  # two retries, not three: each try may wait 90 s for a slow page
+@pytest.mark.flaky(reruns=2, reruns_delay=2)  # two retries, not three: each try may wait 130 s for a slow page
 def test_web_viewer_shows_camera_and_arm_in_headless_chromium(tmp_path):
     path = tmp_path / "viewer_graph.yaml"
     path.write_text(GRAPH)
@@ -100,19 +100,25 @@ def test_web_viewer_shows_camera_and_arm_in_headless_chromium(tmp_path):
         with HeadlessChromium(width=1280, height=800) as browser:
             browser.open(url)
             started = time.monotonic()
+            loads = [started]
 
             def ready(image: np.ndarray) -> bool:
                 # keep a fresh chunk coming, as the policy would, while the page loads
                 now = probe.node.get_clock().now().nanoseconds
                 chunks.publish(RCLPY.action_chunk(actions, now, 0.2, task_hash(TASK), "0"))
                 probe.spin_for(0.05)
+                # A page still plain white 40 s after it was opened never started the viewer (seen on the loaded
+                # 2-core machine: it stayed white for minutes); load it again, as a person would press reload.
+                if image.min() > 240 and time.monotonic() - loads[-1] > 40 and len(loads) < 3:
+                    browser.open(url)
+                    loads.append(time.monotonic())
                 return looks_ready(image)
 
-            image, waited = browser.wait_for(ready, timeout_s=90)
+            image, waited = browser.wait_for(ready, timeout_s=130)
         save_png(image, tmp_path / "viewer.png")
         if os.environ.get("VLA_ROS_VIEWER_SCREENSHOT"):
             save_png(image, Path(os.environ["VLA_ROS_VIEWER_SCREENSHOT"]))
-        print(f"viewer ready after {waited:.1f} s (page opened {time.monotonic() - started:.1f} s ago); "
+        print(f"viewer ready after {waited:.1f} s ({len(loads)} page loads); "
               f"table {table_share(image):.3f}, arm {arm_share(image):.4f}")
         assert image.std() > 20, "the page is blank"
         assert table_share(image) > MIN_TABLE, f"no camera image on the page (see {tmp_path / 'viewer.png'})"
