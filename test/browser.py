@@ -25,7 +25,9 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-unsafe-swiftshader", "--hide-scrollbars", "--mute-audio",
          # SwiftShader can take seconds per frame on two busy cores; the GPU watchdog would kill it and the page
-         "--disable-gpu-watchdog")
+         "--disable-gpu-watchdog",
+         # shared memory through files in /tmp, not /dev/shm (which the suite's DDS participants fill with segments)
+         "--disable-dev-shm-usage")
 
 
 def chromium_path() -> str | None:
