@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from vla_ros.policy.adapters import ADAPTER_WEIGHTS, AdapterSpec, add_lora, save_adapter, trainable_parameters
+from vla_ros.policy.adapters import (
+    ADAPTER_WEIGHTS, AdapterSpec, add_lora, base_identity, save_adapter, trainable_parameters)
 from vla_ros.policy.recipe import TrainRecipe
 
 
@@ -62,8 +63,6 @@ def finetune_policy(base_dir: str | Path, data_dir, out_dir: str | Path,
     trainable, total = trainable_parameters(policy)
     train_set, valid_set = training_sets(data, tokenizer, policy.vocab, recipe)
     setup_seconds = time.perf_counter() - started
-    from vla_ros.policy.adapters import base_identity
-
     identity = {"kind": "lora" if spec else "full", "base": base_identity(base_dir), "data": data_names(data_dir),
                 "episodes": episodes, "spec": dataclasses.asdict(spec) if spec else None}
     result = fit(policy, train_set, valid_set, recipe, out_dir, identity=identity, resume=resume,

@@ -389,7 +389,8 @@ def fit(policy: VLAPolicy, train_set: TrainingSet, valid_set: TrainingSet | None
         if main and (step + 1) % recipe.checkpoint_every == 0 and not last:
             _save_checkpoint(checkpoint, policy, optimizer, schedule, history, step + 1,
                              trained_seconds + time.perf_counter() - resumed_at, recipe_record, identity, best)
-        accelerator.wait_for_everyone() if accelerator.num_processes > 1 else None
+        if accelerator.num_processes > 1:
+            accelerator.wait_for_everyone()
     bar.close()
     trained_seconds += time.perf_counter() - resumed_at
     policy.cpu().eval()
