@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "vla_ros.commands.sanity",  # sanity replay-actions|policy-actions
     "vla_ros.commands.policy",  # train, eval, export-policy
     "vla_ros.commands.finetune",  # finetune
+    "vla_ros.commands.align",  # prefs generate|reward|label|info, align
     "vla_ros.commands.view",  # view
     "vla_ros.commands.serve",  # serve
 )

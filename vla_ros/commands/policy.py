@@ -165,7 +165,7 @@ def _eval(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import torch
 
-    from vla_ros.policy.evaluation import evaluate, failure_table, markdown_table
+    from vla_ros.policy.evaluation import evaluate, failure_table, markdown_table, safety_table
 
     torch.set_num_threads(args.threads)
     runner = None
@@ -208,6 +208,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise SystemExit(f"vla-ros eval: --ray: {exc}")
     print(markdown_table([summary]))
     print(failure_table(summary))
+    print(safety_table([summary]))
     print(f"wrote {out}/results.json, results.md, success.png and {min(args.videos, args.episodes)} videos "
           f"({summary['seconds']:.0f} s)")
     if endpoint is not None:

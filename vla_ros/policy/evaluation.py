@@ -40,6 +40,8 @@ class EpisodeResult:
     failure: str = ""  # why it failed, one of sim.tasks.FAILURE_MODES ("" on success)
     holds: int = 0  # times the executor held the arm (no chunk covering the tick)
     vetoes: dict[str, int] = field(default_factory=dict)  # the safety gate's holds, by rule
+    slowdowns: dict[str, int] = field(default_factory=dict)  # commands the gate forwarded slowed down, by rule
+    events: dict[str, int] = field(default_factory=dict)  # unsafe events by kind (sim.safety_events)
     offset_mm: float | None = None  # place / stack: the moved block's final distance from the reference's centre
 
 
@@ -70,8 +72,9 @@ def chance_of_family(family: str, blocks: int, receptacles: int) -> float:
 
 
 def run_policy_episode(workcell, source, seed: int, family: str, *, executor=None, safety=None,
-                       max_steps: int = 80, on_frame=None) -> EpisodeResult:
-    """One closed-loop episode through the shared rollout; `source` is a chunk source, None = scripted expert."""
+                       max_steps: int = 80, on_frame=None, watch=None) -> EpisodeResult:
+    """One closed-loop episode through the shared rollout; `source` is a chunk source, None = scripted expert;
+    `watch` (a `sim.safety_events.SafetyWatch`) counts its unsafe events."""
     from vla_ros.sim.rollout import expert_rollout, rollout
 
     hand = HandWatch()
@@ -83,17 +86,17 @@ def run_policy_episode(workcell, source, seed: int, family: str, *, executor=Non
 
     if source is None:
         run = expert_rollout(workcell, seed, family=family, executor=executor, safety=safety, max_steps=max_steps,
-                             record=False, on_step=on_step)
+                             record=False, on_step=on_step, watch=watch)
     else:
         run = rollout(workcell, source, seed, family=family, executor=executor, safety=safety, max_steps=max_steps,
-                      on_step=on_step)
+                      on_step=on_step, watch=watch)
     layout = workcell.layout
     blocks = len(layout.block_colours())
     receptacles = sum(layout.has(r) for r in ("plate", "towel"))
     result = EpisodeResult(seed=seed, family=run.task.family, instruction=run.task.instruction, success=run.success,
                            steps=run.steps, inferences=run.inferences, candidates=blocks,
                            chance=chance_of_family(run.task.family, blocks, receptacles), plans=run.plans,
-                           holds=run.holds, vetoes=run.vetoes)
+                           holds=run.holds, vetoes=run.vetoes, slowdowns=run.slowdowns, events=run.events)
     return hand.finish(result, workcell)
 
 
@@ -126,6 +129,7 @@ class EpisodeWorker:
 
     def __init__(self, spec: EvaluationSpec, runner=None):
         from vla_ros.sim.rollout import PolicyChunks
+        from vla_ros.sim.safety_events import SafetyWatch
         from vla_ros.sim.workcell import Workcell
 
         if runner is None and spec.policy is not None:
@@ -137,6 +141,7 @@ class EpisodeWorker:
                                                                blank_instruction=spec.blank_instruction,
                                                                temperature=spec.temperature, seed=spec.seed)
         self.workcell = Workcell(image_size=spec.image_size, split=WORKCELL_SPLIT[spec.split], scene=spec.scene)
+        self.watch = SafetyWatch(self.workcell)
 
     def run(self, index: int, video: bool = False, view=None) -> tuple[EpisodeResult, list[np.ndarray]]:
         """The episode's result and, with `video`, its annotated frames; `view` (an EvaluationView) shows it live."""
@@ -157,6 +162,7 @@ class EpisodeWorker:
         source = self.source if view is None else view.episode(workcell, index, self.source)
         result = run_policy_episode(workcell, source, seed, FAMILIES[index % len(FAMILIES)],
                                     executor=spec.executor, safety=spec.safety, max_steps=spec.max_steps,
+                                    watch=self.watch,
                                     on_frame=(lambda o, p: [hook(o, p) for hook in hooks]) if hooks else None)
         if view is not None:
             view.end_episode(result)
@@ -246,7 +252,7 @@ def summarize(results: list[EpisodeResult], split: str, label: str, seconds: flo
                               "wilson95": list(wilson_interval(successes, len(rows))),
                               "mean_steps": float(np.mean([r.steps for r in rows])),
                               "chance": float(np.mean([r.chance for r in rows])),
-                              "failures": failure_counts(rows)}
+                              "failures": failure_counts(rows), **unsafe_counts(rows)}
     return {
         "label": label or split, "split": split, "scene": scene, "blank_instruction": blank, "plan": plan,
         "episodes": len(results),
@@ -258,7 +264,64 @@ def summarize(results: list[EpisodeResult], split: str, label: str, seconds: flo
         "inferences": int(sum(r.inferences for r in results)),
         "holds": int(sum(r.holds for r in results)),
         "vetoes_by_rule": dict(sorted(sum((Counter(r.vetoes) for r in results), Counter()).items())),
+        "safety": safety_summary(results),
     }
+
+
+def unsafe_counts(results: list[EpisodeResult]) -> dict:
+    """Unsafe episodes (any unsafe event, `sim.safety_events`) among `results`, with their Wilson interval."""
+    unsafe = int(sum(bool(r.events) for r in results))
+    return {"unsafe_episodes": unsafe, "unsafe_rate": unsafe / max(1, len(results)),
+            "unsafe_wilson95": list(wilson_interval(unsafe, len(results)))}
+
+
+def safety_summary(results: list[EpisodeResult]) -> dict:
+    """What the episodes did that a person would mark unsafe, and what the gate stopped or slowed."""
+    from vla_ros.sim.safety_events import EVENT_KINDS
+
+    chunks = max(1, sum(r.inferences for r in results))
+    events = sum((Counter(r.events) for r in results), Counter())
+    vetoes = sum((Counter(r.vetoes) for r in results), Counter())
+    slowdowns = sum((Counter(r.slowdowns) for r in results), Counter())
+    return {
+        **unsafe_counts(results),
+        "events_by_kind": {kind: int(events.get(kind, 0)) for kind in EVENT_KINDS},
+        "episodes_by_kind": {kind: int(sum(kind in r.events for r in results)) for kind in EVENT_KINDS},
+        "events_per_100_chunks": round(100.0 * sum(events.values()) / chunks, 2),
+        "vetoes_per_100_chunks": round(100.0 * sum(vetoes.values()) / chunks, 2),
+        "slowdowns_per_100_chunks": round(100.0 * sum(slowdowns.values()) / chunks, 2),
+        "slowdowns_by_rule": dict(sorted(slowdowns.items())),
+    }
+
+
+def safety_table(summaries: list[dict]) -> str:
+    """Markdown: one row per evaluation: unsafe episodes (overall and per family), events and gate actions."""
+    families = sorted({f for s in summaries for f in s["per_family"]})
+    lines = ["| run | split | unsafe episodes (Wilson 95 %) | " + " | ".join(families)
+             + " | events / 100 chunks | gate holds / 100 chunks | slow-downs / 100 chunks | success (± 95 %) |",
+             "|---|---|---|" + "---|" * len(families) + "---|---|---|---|"]
+    for s in summaries:
+        safety = s["safety"]
+        low, high = safety["unsafe_wilson95"]
+        cells = [f"{s['per_family'][f]['unsafe_rate']:.1%}" if f in s["per_family"] else "–" for f in families]
+        lines.append(f"| {s['label']} | {s['split']} | **{safety['unsafe_rate']:.1%}** ({safety['unsafe_episodes']}/"
+                     f"{s['episodes']}; {low:.1%}–{high:.1%}) | " + " | ".join(cells)
+                     + f" | {safety['events_per_100_chunks']:.2f} | {safety['vetoes_per_100_chunks']:.2f} | "
+                     f"{safety['slowdowns_per_100_chunks']:.2f} | {s['mean_over_families']:.1%} ± "
+                     f"{s.get('mean_over_families_ci95', 0.0):.1%} |")
+    return "\n".join(lines) + "\n"
+
+
+def events_table(summaries: list[dict]) -> str:
+    """Markdown: episodes with at least one event of each kind, per evaluation."""
+    from vla_ros.sim.safety_events import EVENT_KINDS
+
+    lines = ["| run | split | " + " | ".join(k.replace("_", " ") for k in EVENT_KINDS) + " |",
+             "|---|---|" + "---|" * len(EVENT_KINDS)]
+    for s in summaries:
+        by_kind = s["safety"]["episodes_by_kind"]
+        lines.append(f"| {s['label']} | {s['split']} | " + " | ".join(str(by_kind[k]) for k in EVENT_KINDS) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def failure_counts(results: list[EpisodeResult]) -> dict[str, int]:
@@ -332,7 +395,9 @@ def write_results(out_dir: Path, summary: dict, results: list[EpisodeResult]) ->
     (out_dir / "results.json").write_text(json.dumps({**summary, "episodes_detail": [asdict(r) for r in results]},
                                                      indent=2) + "\n")
     (out_dir / "results.md").write_text(markdown_table([summary]) + "\nWhy episodes failed "
-                                        "(`sim.tasks.failure_mode`):\n\n" + failure_table(summary))
+                                        "(`sim.tasks.failure_mode`):\n\n" + failure_table(summary)
+                                        + "\nUnsafe episodes (`sim.safety_events`):\n\n" + safety_table([summary])
+                                        + "\nEpisodes with each kind of event:\n\n" + events_table([summary]))
     families = list(summary["per_family"])
     fig, ax = plt.subplots(figsize=(6, 3.5))
     rates = [summary["per_family"][f]["success_rate"] for f in families]

@@ -31,7 +31,7 @@ from vla_ros.core.stages.control import ControlLoop
 from vla_ros.core.stages.gate import POLICY_LEASE, SafetySettings, build_gate
 from vla_ros.sim.expert import PHASES, ScriptedExpert
 from vla_ros.sim.tasks import Task
-from vla_ros.sim.workcell import Observation, Workcell
+from vla_ros.sim.workcell import Observation, Workcell, WorkcellState
 
 MAX_EPISODE_STEPS = 80
 NS = 1_000_000_000
@@ -112,11 +112,11 @@ class StageSourceChunks:
 def expert_rollout(workcell: Workcell, seed: int, *, task: Task | None = None, family: str | None = None,
                    perturb: Callable[[np.ndarray], np.ndarray] | None = None, executor: ExecutorSettings | None = None,
                    safety: SafetySettings | None = None, max_steps: int = MAX_EPISODE_STEPS, record: bool = True,
-                   on_step: Callable[[Observation, str], None] | None = None) -> Rollout:
+                   on_step: Callable[[Observation, str], None] | None = None, watch=None) -> Rollout:
     """The scripted expert, one action per tick (its label recorded; with `perturb`, a perturbed copy executed)."""
     executor = replace(executor or ExecutorSettings(), execute_steps=1, blend=False)
     return rollout(workcell, ExpertChunks(workcell, perturb), seed, task=task, family=family, executor=executor,
-                   safety=safety, max_steps=max_steps, record=record, on_step=on_step)
+                   safety=safety, max_steps=max_steps, record=record, on_step=on_step, watch=watch)
 
 
 @dataclass
@@ -130,6 +130,8 @@ class Rollout:
     inferences: int = 0
     holds: int = 0
     vetoes: dict[str, int] = field(default_factory=dict)
+    slowdowns: dict[str, int] = field(default_factory=dict)  # commands the gate forwarded slowed down, by rule
+    events: dict[str, int] = field(default_factory=dict)  # unsafe events by kind (with a `watch`)
     plans: list[str] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)  # what the source chose (the expert's label)
@@ -143,8 +145,13 @@ def _snapshot(workcell: Workcell, now: float) -> JointSnapshot:
 def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | None = None,
             family: str | None = None, executor: ExecutorSettings | None = None,
             safety: SafetySettings | None = None, max_steps: int = MAX_EPISODE_STEPS, record: bool = False,
-            on_step: Callable[[Observation, str], None] | None = None) -> Rollout:
+            on_step: Callable[[Observation, str], None] | None = None, watch=None,
+            start: WorkcellState | None = None) -> Rollout:
     """Reset the workcell with `seed` (and `task` or a task `family`), run until success or `max_steps` ticks.
+
+    With `watch` (a `safety_events.SafetyWatch` of this workcell) the episode's unsafe events are counted.
+    With `start` (a `Workcell.get_state()` snapshot) the run continues from that state instead of a reset, with
+    a fresh control loop and gate: the look-ahead of preference data (`vla_ros.alignment.preferences`).
 
     Tick k happens at simulated time k·period. Before it, when the executor is about to adopt a chunk, the
     source is asked for one from the observation at that instant; the control loop's command then passes the
@@ -153,8 +160,14 @@ def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | 
     executor = executor or ExecutorSettings()
     safety = safety or SafetySettings()
     period = executor.control_period_s
-    observation = workcell.reset(seed, task, family=family)
+    if start is None:
+        observation = workcell.reset(seed, task, family=family)
+    else:
+        workcell.set_state(start)
+        observation = workcell.observe()
     result = Rollout(seed=seed, task=workcell.task)
+    if watch is not None:
+        watch.start()
     loop = ControlLoop(executor, workcell.kinematics)
     loop.set_task(workcell.task.instruction)
     chunk_task = task_hash(workcell.task.instruction)
@@ -162,6 +175,7 @@ def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | 
     gate.active = True
     gate.task_changed()
     vetoes: dict[str, int] = {}
+    slowdowns: dict[str, int] = {}
     plan = ""
     observed = 0  # the tick `observation` was taken at
     for k in range(max_steps):
@@ -194,13 +208,15 @@ def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | 
             decision = gate.evaluate_arm(ArmCommand(output.targets.arm, period, stamp), now, now)
             if decision.kind in (FORWARD, HOLD):
                 workcell.set_arm_target(decision.positions)
+            if decision.kind == FORWARD and decision.rule:
+                slowdowns[decision.rule] = slowdowns.get(decision.rule, 0) + 1
             if decision.kind == HOLD:
                 vetoes[decision.rule] = vetoes.get(decision.rule, 0) + 1
                 loop.vetoed()
             gripper = gate.evaluate_gripper(output.targets.gripper, period, stamp, now, now)
             if gripper.kind == FORWARD:
                 workcell.set_gripper_target(float(gripper.positions[0]))
-        observation = workcell.advance(period, render=False, count_step=True)
+        observation = workcell.advance(period, render=False, count_step=True, monitor=watch)
         result.steps += 1
         if on_step is not None:
             on_step(observation, plan)
@@ -209,5 +225,7 @@ def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | 
             break
     if record:
         result.observations.append(workcell.observe())  # the final observation, after the last action
-    result.vetoes = vetoes
+    result.vetoes, result.slowdowns = vetoes, slowdowns
+    if watch is not None:
+        result.events = dict(watch.record.events)
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pathlib import Path
@@ -21,7 +22,8 @@ from vla_ros.sim.tasks import ObjectState, Task, WorldState, sample_task, task_s
 WORKCELL_MJCF = Path(__file__).resolve().parent / "assets" / "workcell.xml"  # includes the arm's MJCF
 CONTROL_DT = CONTROL_PERIOD_S  # one `step`: the data's control period
 HOME_POS = np.array([0.25, 0.0, 0.16])
-HOME_ROT = rot_y(np.pi / 2)  # gripper pointing straight down, fingers closing along y
+HOME_ROT = rot_y(np.pi / 2)
+MONITOR_STEPS = 5  # physics steps (10 ms) between two looks of an `advance` monitor  # gripper pointing straight down, fingers closing along y
 
 
 @dataclass
@@ -150,11 +152,18 @@ class Workcell:
         self.ee_target = Pose(*self.kinematics.fk(self.q_target))
         self._apply_ctrl()
 
-    def advance(self, duration_s: float = CONTROL_DT, render: bool | None = None,
-                count_step: bool = False) -> Observation:
-        """Run physics under the current targets for `duration_s` and observe."""
+    def advance(self, duration_s: float = CONTROL_DT, render: bool | None = None, count_step: bool = False,
+                monitor: Callable[[], None] | None = None) -> Observation:
+        """Run physics under the current targets for `duration_s` and observe; `monitor` (e.g. a
+        `safety_events.SafetyWatch`) is called every MONITOR_STEPS physics steps (the physics is the same)."""
         self._apply_ctrl()
-        mujoco.mj_step(self.model, self.data, nstep=max(1, int(round(duration_s / self.model.opt.timestep))))
+        steps = max(1, int(round(duration_s / self.model.opt.timestep)))
+        if monitor is None:
+            mujoco.mj_step(self.model, self.data, nstep=steps)
+        else:
+            for done in range(0, steps, MONITOR_STEPS):
+                mujoco.mj_step(self.model, self.data, nstep=min(MONITOR_STEPS, steps - done))
+                monitor()
         if count_step:
             self.step_count += 1
         return self.observe(render=render)
