@@ -225,6 +225,8 @@ def test_bad_inputs_get_one_clear_error(prefs_file, other_base, tmp_path):
     not_prefs.write_text("hello")
     with pytest.raises(SystemExit, match="not an HDF5 preferences file"):
         main(["prefs", "info", str(not_prefs)])
+    with pytest.raises(SystemExit, match="is not a saved VLA policy"):
+        main(["prefs", "generate", "--policy", str(tmp_path), "--out", str(tmp_path / "p.h5"), "--workers", "2"])
     with pytest.raises(SystemExit, match="does not exist"):
         main(["align", "--policy", str(BASE), "--prefs", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "a")])
     with pytest.raises(SystemExit, match="generated with base policy"):

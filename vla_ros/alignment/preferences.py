@@ -263,6 +263,11 @@ def generate_preferences(spec: PrefsSpec, out_path: str | Path, *, workers: int 
     """Run `spec.episodes` episodes, judge candidates at their decision points, write the preferences file."""
     from tqdm import tqdm
 
+    from vla_ros.policy.adapters import base_identity, check_adapter_base
+
+    base_identity(spec.policy)  # a wrong path fails here in one sentence, not in every worker process
+    if spec.adapter:
+        check_adapter_base(spec.adapter, spec.policy)
     started = time.perf_counter()
     records: list[StateRecord] = []
     bar = tqdm(total=spec.episodes, desc="preferences", unit="ep", disable=not progress)
