@@ -56,26 +56,12 @@ class AlignRecipe:
             raise ValueError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
 
 
-def _reference_logps(policy, prefixes, prefs, batch: int = 128) -> torch.Tensor:
-    """log π_ref of every candidate [S, K] under the frozen base."""
-    from vla_ros.alignment.scoring import sequence_logps
-
-    states, k = prefs.tokens.shape[:2]
-    tokens = torch.from_numpy(prefs.tokens).reshape(states * k, -1)
-    prefix = prefixes.repeat_interleave(k, 0)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(tokens), batch):
-            out.append(sequence_logps(policy, prefix[start:start + batch], tokens[start:start + batch]))
-    return torch.cat(out).reshape(states, k)
-
-
 def align_policy(base_dir: str | Path, prefs_path: str | Path, out_dir: str | Path, spec=None,
                  recipe: AlignRecipe | None = None, progress: bool = True, export_onnx: bool = True) -> dict:
     """Train a LoRA adapter on `base_dir` from the preference pairs in `prefs_path`; write it and a report to OUT."""
     from tqdm import tqdm
 
-    from vla_ros.alignment.scoring import held_out_states, sequence_logps, state_prefixes
+    from vla_ros.alignment.scoring import held_out_states, per_candidate, sequence_logps, state_prefixes
     from vla_ros.policy.adapters import ADAPTER_WEIGHTS, AdapterSpec, add_lora, save_adapter, trainable_parameters
     from vla_ros.policy.modeling_vla import VLAPolicy
 
@@ -94,7 +80,8 @@ def align_policy(base_dir: str | Path, prefs_path: str | Path, out_dir: str | Pa
     identity = check_base(prefs, prefs_path, base_dir)
     policy = VLAPolicy.from_pretrained(base_dir).eval()
     prefixes = state_prefixes(policy, prefs)
-    reference = _reference_logps(policy, prefixes, prefs)
+    reference = per_candidate(lambda prefix, ids: sequence_logps(policy, prefix, ids), prefixes,
+                              torch.from_numpy(prefs.tokens))  # log π_ref [S, K] under the frozen base
     add_lora(policy, spec)
     trainable, total = trainable_parameters(policy)
 

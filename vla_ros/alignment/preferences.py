@@ -272,11 +272,14 @@ def generate_preferences(spec: PrefsSpec, out_path: str | Path, *, workers: int 
     records: list[StateRecord] = []
     bar = tqdm(total=spec.episodes, desc="preferences", unit="ep", disable=not progress)
 
+    judged = 0
+
     def keep(batch: list[StateRecord]) -> None:
+        nonlocal judged
         records.extend(batch)
+        judged += sum(len(judged_pairs(r.outcomes, spec.progress_margin)) for r in batch)
         bar.update(1)
-        pairs = sum(len(judged_pairs(r.outcomes, spec.progress_margin)) for r in records)
-        bar.set_postfix(states=len(records), pairs=pairs)
+        bar.set_postfix(states=len(records), pairs=judged)
 
     if workers <= 1:
         worker = PreferenceWorker(spec, thresholds)

@@ -54,19 +54,13 @@ class RewardHead(nn.Module):
 def all_candidate_features(policy, prefs: Preferences, batch: int = 64) -> torch.Tensor:
     """Features [S, K, F] of every candidate of every state (the policy frozen): prefix state, chunk states,
     decoded actions."""
-    from vla_ros.alignment.scoring import candidate_features, state_prefixes
+    from vla_ros.alignment.scoring import candidate_features, per_candidate, state_prefixes
 
-    prefixes = state_prefixes(policy, prefs)
-    states, k = prefs.tokens.shape[:2]
-    tokens = torch.from_numpy(prefs.tokens).reshape(states * k, -1)
-    prefix = prefixes.repeat_interleave(k, 0)
-    actions = torch.from_numpy(policy.tokenizer.decode(tokens.numpy())).float().reshape(len(tokens), -1)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(tokens), batch):
-            rows = slice(start, start + batch)
-            out.append(torch.cat([candidate_features(policy, prefix[rows], tokens[rows]), actions[rows]], -1))
-    return torch.cat(out).reshape(states, k, -1)
+    def features(prefix: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        actions = torch.from_numpy(policy.tokenizer.decode(ids.numpy())).float().reshape(len(ids), -1)
+        return torch.cat([candidate_features(policy, prefix, ids), actions], -1)
+
+    return per_candidate(features, state_prefixes(policy, prefs), torch.from_numpy(prefs.tokens), batch)
 
 
 def pair_accuracy(rewards: torch.Tensor, pairs: np.ndarray) -> float:

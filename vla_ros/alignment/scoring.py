@@ -46,6 +46,17 @@ def candidate_features(policy, prefix: torch.Tensor, tokens: torch.Tensor) -> to
     return torch.cat([hidden[:, 0], hidden[:, -1], hidden[:, 1:].mean(1)], -1)
 
 
+def per_candidate(score, prefixes: torch.Tensor, tokens: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    """`score(prefix, ids)` of every candidate, in batches and without gradients: prefixes [S, P, width] of the
+    states, candidate ids [S, K, T] → [S, K, …]."""
+    states, k = tokens.shape[:2]
+    flat = tokens.reshape(states * k, -1)
+    prefix = prefixes.repeat_interleave(k, 0)
+    with torch.no_grad():
+        out = torch.cat([score(prefix[i:i + batch], flat[i:i + batch]) for i in range(0, len(flat), batch)])
+    return out.reshape(states, k, *out.shape[1:])
+
+
 def held_out_states(prefs: Preferences, fraction: float = 0.2, seed: int = 0) -> np.ndarray:
     """Boolean [S]: states of a random `fraction` of the episodes (by layout seed), for validation."""
     seeds = np.unique(prefs.seed)
