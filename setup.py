@@ -59,7 +59,7 @@ TEST_REQUIRES = ["pytest>=9", "hypothesis>=6", "pytest-rerunfailures>=16.3", "mc
 
 setup(
     name=PACKAGE,
-    version="0.4.0",
+    version="0.5.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

@@ -1,3 +1,3 @@
 """vla_ros: a ROS 2 stack that turns camera frames and plain-language instructions into safe arm commands."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

@@ -11,9 +11,9 @@ from vla_ros.alignment.preferences import Preferences
 
 def state_prefixes(policy, prefs: Preferences, batch: int = 64) -> torch.Tensor:
     """Prefix embeddings [S, P, width] of every state of `prefs` (the policy's observation encoding)."""
-    from vla_ros.policy.text_encoding import TextEncoder
+    from vla_ros.policy.text_encoding import text_encoder_for
 
-    encoder = TextEncoder(policy.config.text_tokens)
+    encoder = text_encoder_for(policy.config)
     out = []
     with torch.no_grad():
         for start in range(0, len(prefs.seed), batch):

@@ -54,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="DataLoader worker processes reading frames (default 1; 0 = in the training process)")
     parser.add_argument("--eval-every", type=positive_int, default=recipe.eval_every,
                         help=f"validate every N steps (default {recipe.eval_every})")
+    parser.add_argument("--generated-phrasings", type=non_negative_int, default=recipe.generated_phrasings,
+                        metavar="N",
+                        help="also paraphrase with N requests per task from the training request generator "
+                             "(vla_ros/sim/requests.py), to adapt a policy to how people ask "
+                             f"(default {recipe.generated_phrasings})")
     parser.add_argument("--no-onnx", action="store_true", help="skip writing the merged ONNX graphs")
     parser.add_argument("--restart", action="store_true", help="ignore an existing OUT/checkpoint.pt")
     parser.set_defaults(func=_finetune)
@@ -72,7 +77,8 @@ def _finetune(args: argparse.Namespace) -> int:
     for data in args.data:
         check_training_paths("finetune", data, args.out)
     recipe = FinetuneRecipe(steps=args.steps, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
-                            eval_every=args.eval_every, checkpoint_every=args.eval_every)
+                            eval_every=args.eval_every, checkpoint_every=args.eval_every,
+                            generated_phrasings=args.generated_phrasings)
     if args.full:
         recipe = replace(recipe, learning_rate=FULL_LEARNING_RATE, weight_decay=0.05)
     if args.lr is not None:

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 from vla_ros.commands.argument_types import check_training_paths, non_negative_float, non_negative_int, positive_int
+from vla_ros.policy.configuration_vla import FUSIONS, TEXT_ENCODER_LAYERS
 from vla_ros.sim.settings import SCENES
 
-SPLITS = ("train", "paraphrase", "unseen")
+SPLITS = ("train", "paraphrase", "unseen", "requests")  # vla_ros.policy.evaluation.SPLITS (not imported: --help stays fast)
 BACKENDS = ("builtin-torch", "builtin-onnx")
 
 
@@ -24,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = TrainRecipe()
     train = subparsers.add_parser(
         "train", help="train the built-in VLA policy on a demonstration data set",
-        description="Train the early-fusion VLA policy (CNN image tokens + MiniLM instruction states + joint "
-                    "positions → small Llama → action tokens of the given tokenizer) from scratch. Writes "
+        description="Train the VLA policy (CNN image tokens + MiniLM instruction states + joint positions → "
+                    "small Llama → action tokens of the given tokenizer) from scratch, with early (default), middle "
+                    "or late fusion of vision and language (--fusion; docs/policy.md). Writes "
                     "OUT/config.json, OUT/model.safetensors, OUT/tokenizer/, OUT/onnx/{prefix,step}.onnx, "
                     "OUT/training_report.json and OUT/loss_curve.png. Checkpoints go to OUT/checkpoint.pt and a "
                     "re-run with the same arguments resumes from it. Uses a CUDA GPU when one is present; runs under "
@@ -59,8 +61,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--terse", action="store_true",
                        help="also train on terse variants of the training phrasings (without 'the' / 'block'); "
                             "not in the shipped recipe (docs/policy.md)")
+    train.add_argument("--generated-phrasings", type=non_negative_int, default=defaults.generated_phrasings,
+                       metavar="N",
+                       help="also paraphrase with N requests per task from the training request generator "
+                            "(vla_ros/sim/requests.py: questions, polite requests, shorthand, other verbs and nouns; "
+                            f"never the held-out generator's words) (default {defaults.generated_phrasings})")
     train.add_argument("--model", default="{}",
                        help="JSON of model overrides, e.g. '{\"hidden_size\": 128, \"num_layers\": 2}'")
+    train.add_argument("--fusion", choices=FUSIONS, default=None,
+                       help="where vision meets language (overrides --model's): early = instruction-conditioned "
+                            "(FiLM) image tokens next to the instruction's word pieces in the decoder (the shipped "
+                            "policy); middle = image tokens run through MiniLM's last, frozen layers next to the word "
+                            "pieces (a trained bridge into the language model); late = each image token fused with "
+                            "one instruction vector, no word pieces in the decoder (default early)")
+    train.add_argument("--bridge-layers", type=positive_int, default=None, metavar="N",
+                       help=f"with --fusion middle: how many of MiniLM's last layers see the image tokens "
+                            f"(1-{TEXT_ENCODER_LAYERS}; the others see the instruction alone) (default 2)")
     train.add_argument("--episodes", type=positive_int, default=None,
                        help="use the first N successful training episodes of each data set only (default: all)")
     train.add_argument("--workers", type=non_negative_int, default=1,
@@ -74,7 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "graph's chunk executor and safety gate (settings from --graph), over N episodes with the task families in turn. Writes OUT/results.json, "
                     "OUT/results.md (success per task family), OUT/success.png and a few rollout videos in "
                     "OUT/videos/. Splits: 'train' = the training seeds, 'unseen' = new seeds with training "
-                    "phrasings, 'paraphrase' = new seeds with held-out phrasings.")
+                    "phrasings, 'paraphrase' = new seeds with held-out phrasings, 'requests' = the paraphrase seeds "
+                    "phrased as people ask (held-out request generator: questions, polite requests, shorthand, "
+                    "other verbs and nouns; success per form in results.md).")
     evaluate.add_argument("--policy", required=True,
                           help="policy directory (from 'vla-ros train'), or 'expert' for the scripted expert")
     evaluate.add_argument("--adapter", type=Path, default=None,
@@ -142,10 +160,11 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError("not an object")
     except ValueError:
         raise SystemExit(f"vla-ros train: --model {args.model!r} is not a JSON object of model fields")
+    overrides.update(fusion_overrides(args.fusion, args.bridge_layers, overrides.get("fusion", "early")))
     recipe = TrainRecipe(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                          threads=args.threads, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                          paraphrase=not args.no_paraphrase, terse=args.terse,
-                         extra_phrasings=args.extra_phrasings)
+                         extra_phrasings=args.extra_phrasings, generated_phrasings=args.generated_phrasings)
     try:
         data = args.data[0] if len(args.data) == 1 else args.data
         report = train_policy(data, args.tokenizer, args.out, recipe, overrides, resume=not args.restart,
@@ -161,11 +180,24 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def fusion_overrides(fusion: str | None, bridge_layers: int | None, model_fusion: str = "early") -> dict:
+    """The model fields --fusion and --bridge-layers set (`model_fusion`: the fusion --model asks for)."""
+    overrides = {"fusion": fusion} if fusion else {}
+    if bridge_layers is not None:
+        if (fusion or model_fusion) != "middle":
+            raise SystemExit("vla-ros train: --bridge-layers applies to --fusion middle only")
+        if bridge_layers > TEXT_ENCODER_LAYERS:
+            raise SystemExit(f"vla-ros train: --bridge-layers {bridge_layers} is more than MiniLM's "
+                             f"{TEXT_ENCODER_LAYERS} layers")
+        overrides["bridge_layers"] = bridge_layers
+    return overrides
+
+
 def _eval(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import torch
 
-    from vla_ros.policy.evaluation import evaluate, failure_table, markdown_table, safety_table
+    from vla_ros.policy.evaluation import evaluate, failure_table, form_table, markdown_table, safety_table
 
     torch.set_num_threads(args.threads)
     runner = None
@@ -209,6 +241,8 @@ def _eval(args: argparse.Namespace) -> int:
     print(markdown_table([summary]))
     print(failure_table(summary))
     print(safety_table([summary]))
+    if set(summary["by_form"]) != {"template"}:
+        print(form_table([summary]))
     print(f"wrote {out}/results.json, results.md, success.png and {min(args.videos, args.episodes)} videos "
           f"({summary['seconds']:.0f} s)")
     if endpoint is not None:

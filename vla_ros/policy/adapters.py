@@ -10,7 +10,8 @@ Targets name the modules that get LoRA matrices:
 
 - `attention`: the Llama decoder's q, k, v and o projections (the design's choice);
 - `attention+mlp`: also its gate, up and down projections;
-- `all`: also the vision encoder's convolutions, its FiLM layers and the text and joint projections.
+- `all`: also the vision encoder's convolutions, its FiLM layers, the text and joint projections and the
+  trained fusion layers of late and middle fusion (never the frozen MiniLM layers of middle fusion).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ TARGETS = {
     "attention+mlp": [_LAYER + r"self_attn\.(q|k|v|o)_proj", _LAYER + r"mlp\.(gate|up|down)_proj"],
     "all": [_LAYER + r"self_attn\.(q|k|v|o)_proj", _LAYER + r"mlp\.(gate|up|down)_proj",
             r"vision\.features\.\d+\.0", r"vision\.film\.\d+", r"vision\.patchify", r"text_projection",
-            r"proprio_projection"],
+            r"proprio_projection", r"late_fusion\.(instruction|mix\.[02])", r"bridge\.image_in", r"image_projection"],
 }
 
 

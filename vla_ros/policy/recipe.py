@@ -20,6 +20,7 @@ class TrainRecipe:
     paraphrase: bool = True
     extra_phrasings: bool = True  # also the EXTRA_TRAIN_TEMPLATES phrasings (sim/tasks.py); shipped since policy v5
     terse: bool = False  # also the training phrasings without "the" / "block" (training_data.terse_variants)
+    generated_phrasings: int = 0  # also this many requests per task from the training request generator (sim.requests)
     chunk_loss_weight: float = 1.0  # auxiliary regression of the normalized chunk (training only)
     grounding_loss_weight: float = 1.0  # auxiliary regression of the named objects' table positions
     role_loss_weight: float = 1.0  # instruction pools → the words naming the roles (only with film_queries ≥ 1)

@@ -26,7 +26,7 @@ class PolicyRunner:
         import torch
 
         from vla_ros.policy.adapters import load_policy
-        from vla_ros.policy.text_encoding import TextEncoder
+        from vla_ros.policy.text_encoding import text_encoder_for
 
         if backend not in BACKENDS:
             raise PolicyLoadError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -44,7 +44,7 @@ class PolicyRunner:
             raise PolicyLoadError(f"{policy_dir} has no tokenizer/ folder; a policy is saved together with its tokenizer")
         self.config = self.policy.config
         self.tokenizer = self.policy.tokenizer
-        self.text = TextEncoder(self.config.text_tokens)
+        self.text = text_encoder_for(self.config)
         if backend == "builtin-torch":
             from vla_ros.policy.generation import ChunkGenerator
 

@@ -2,6 +2,8 @@
 
 Per-token hidden states are what the policy reads; they are padded (or truncated) to a fixed
 number of word pieces so that every sequence has the same layout, and cached per instruction.
+The states are those after MiniLM's last layer, or after an earlier one for a policy that runs the
+remaining layers itself (middle fusion): `text_encoder_for(config)` picks the right one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_ros.policy.configuration_vla import TEXT_ENCODER_PACKAGE
+from vla_ros.policy.configuration_vla import TEXT_ENCODER_LAYERS, TEXT_ENCODER_PACKAGE
 
 CACHE_SIZE = 256
 
@@ -31,10 +33,21 @@ def text_encoder_directory() -> Path:
     return directory
 
 
-class TextEncoder:
-    """Instruction → (states [text_tokens, 384] float32, mask [text_tokens] bool), with an LRU cache."""
+def text_encoder_for(config, device: str = "cpu") -> "TextEncoder":
+    """The instruction encoder a policy of this `VLAConfig` reads: its word-piece count and MiniLM layer."""
+    return TextEncoder(config.text_tokens, device=device, layer=config.text_states_layer)
 
-    def __init__(self, text_tokens: int = 16, device: str = "cpu", cache_size: int = CACHE_SIZE):
+
+class TextEncoder:
+    """Instruction → (states [text_tokens, 384] float32, mask [text_tokens] bool), with an LRU cache.
+
+    `layer`: the hidden states after this many of MiniLM's layers (0: the embeddings); None: the last layer's.
+    """
+
+    def __init__(self, text_tokens: int = 16, device: str = "cpu", cache_size: int = CACHE_SIZE,
+                 layer: int | None = None):
+        if layer is not None and not 0 <= layer <= TEXT_ENCODER_LAYERS:
+            raise ValueError(f"layer {layer} is not between 0 and {TEXT_ENCODER_LAYERS} (MiniLM's layers)")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from transformers import AutoModel, AutoTokenizer
@@ -45,6 +58,7 @@ class TextEncoder:
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
         self.text_tokens = text_tokens
+        self.layer = layer
         self.device = device
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -73,9 +87,11 @@ class TextEncoder:
                                max_length=self.text_tokens, return_tensors="pt")
         with self._torch.inference_mode():
             out = self.model(input_ids=batch["input_ids"].to(self.device),
-                             attention_mask=batch["attention_mask"].to(self.device))
+                             attention_mask=batch["attention_mask"].to(self.device),
+                             output_hidden_states=self.layer is not None)
         mask = batch["attention_mask"].bool()
-        states = out.last_hidden_state.float().cpu() * mask.unsqueeze(-1)
+        hidden = out.last_hidden_state if self.layer is None else out.hidden_states[self.layer]
+        states = hidden.float().cpu() * mask.unsqueeze(-1)
         return states.numpy().astype(np.float32), mask.numpy()
 
     def cache_info(self) -> dict:

@@ -42,10 +42,11 @@ def _lr_factor(step: int, recipe: TrainRecipe) -> float:
 class TextTable:
     """MiniLM states of every phrasing a training set uses, computed once (the encoder is frozen)."""
 
-    def __init__(self, instructions: list[str], text_tokens: int):
+    def __init__(self, instructions: list[str], text_tokens: int, layer: int | None = None,
+                 role_words: list[tuple[str, str]] | None = None):
         from vla_ros.policy.text_encoding import TextEncoder
 
-        encoder = TextEncoder(text_tokens)
+        encoder = TextEncoder(text_tokens, layer=layer)
         states, masks = [], []
         for start in range(0, len(instructions), 64):
             s, m = encoder.encode_batch(instructions[start:start + 64])
@@ -53,23 +54,29 @@ class TextTable:
             masks.append(m)
         self.states = torch.from_numpy(np.concatenate(states)) if states else torch.zeros(0, text_tokens, 384)
         self.masks = torch.from_numpy(np.concatenate(masks)) if masks else torch.zeros(0, text_tokens, dtype=torch.bool)
-        self.roles = torch.from_numpy(role_pieces(encoder.tokenizer, instructions, text_tokens))
+        self.roles = torch.from_numpy(role_pieces(encoder.tokenizer, instructions, text_tokens, role_words))
 
 
-def role_pieces(tokenizer, instructions: list[str], text_tokens: int) -> np.ndarray:
+def role_pieces(tokenizer, instructions: list[str], text_tokens: int,
+                role_words: list[tuple[str, str]] | None = None) -> np.ndarray:
     """[N, 2]: the word-piece index of the word naming the block to move, and of the word naming the reference
     (the lower block, the receptacle) or the direction; -1 where an instruction names no such word (or matches
-    no task). The labels of the role loss that teaches the instruction pools to read the roles."""
+    no task). The labels of the role loss that teaches the instruction pools to read the roles. The words are
+    `role_words` (per instruction, from the training set), or found by matching the instruction to a template."""
     from vla_ros.sim.tasks import parse_instruction
 
     roles = np.full((len(instructions), 2), -1, np.int64)
     for row, text in enumerate(instructions):
-        try:
-            task = parse_instruction(text)
-        except ValueError:
-            continue
+        if role_words is not None:
+            words = role_words[row]
+        else:
+            try:
+                task = parse_instruction(text)
+            except ValueError:
+                continue
+            words = (task.target, task.reference or task.direction)
         ids = tokenizer(text, max_length=text_tokens, truncation=True)["input_ids"]
-        for column, word in enumerate((task.target, task.reference or task.direction)):
+        for column, word in enumerate(words):
             piece = tokenizer(word, add_special_tokens=False)["input_ids"][:1] if word else []
             if piece and piece[0] in ids:
                 roles[row, column] = ids.index(piece[0])
@@ -324,8 +331,10 @@ def fit(policy: VLAPolicy, train_set: TrainingSet, valid_set: TrainingSet | None
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     device = accelerator.device
     policy = policy.to(device)
-    train_text = TextTable(train_set.instructions, policy.config.text_tokens)
-    valid_text = TextTable(valid_set.instructions, policy.config.text_tokens) if valid_set else None
+    train_text = TextTable(train_set.instructions, policy.config.text_tokens, policy.config.text_states_layer,
+                           train_set.role_words)
+    valid_text = TextTable(valid_set.instructions, policy.config.text_tokens,
+                           policy.config.text_states_layer, valid_set.role_words) if valid_set else None
     named = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
     decays = [p for n, p in named if p.ndim >= 2 and "embed" not in n and "position" not in n]
     flat = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n and "position" not in n)]
@@ -411,7 +420,8 @@ def describe_metrics(step: int, metrics: dict) -> str:
 def training_sets(episodes: TrainingEpisodes, tokenizer, vocab, recipe: TrainRecipe
                   ) -> tuple[TrainingSet, TrainingSet | None]:
     train_set = build_training_set(episodes.train, tokenizer, vocab, paraphrase=recipe.paraphrase,
-                                   terse=recipe.terse, extra=recipe.extra_phrasings, frames=episodes.train_frames)
+                                   terse=recipe.terse, extra=recipe.extra_phrasings, frames=episodes.train_frames,
+                                   generated=recipe.generated_phrasings)
     valid_set = build_training_set(episodes.valid, tokenizer, vocab, paraphrase=False,
                                    frames=episodes.valid_frames) if episodes.valid else None
     return train_set, valid_set

@@ -32,20 +32,33 @@ def terse_variants(phrasing: str) -> list[str]:
     return [" ".join(w for w in words if w not in drop) for drop in TERSE_DROPS]
 
 
-def training_paraphrases(instruction: str, terse: bool = False, extra: bool = False) -> list[str]:
+def training_paraphrases(instruction: str, terse: bool = False, extra: bool = False, generated: int = 0) -> list[str]:
     """Every training-template phrasing of the instruction's task (the instruction itself if it names no task);
-    with `extra`, also the EXTRA_TRAIN_TEMPLATES phrasings; with `terse`, also each phrasing's `terse_variants`."""
+    with `extra`, also the EXTRA_TRAIN_TEMPLATES phrasings; with `terse`, also each phrasing's `terse_variants`;
+    with `generated` > 0, also that many requests of the training request generator (`sim.requests`)."""
+    return [text for text, _ in training_phrasings(instruction, terse, extra, generated)]
+
+
+def training_phrasings(instruction: str, terse: bool = False, extra: bool = False, generated: int = 0
+                       ) -> list[tuple[str, tuple[str, str]]]:
+    """`training_paraphrases` with each phrasing's role words: (the word naming the block to move, the word
+    naming the reference or the direction; "" where there is none)."""
+    from vla_ros.sim.requests import task_requests
     from vla_ros.sim.tasks import TRAIN_TEMPLATES, parse_instruction, training_templates
 
     try:
         task = parse_instruction(instruction)
     except ValueError:
-        return [instruction]
+        return [(instruction, ("", ""))]
+    roles = (task.target, task.reference or task.direction or "")
     templates = training_templates(task.family) if extra else TRAIN_TEMPLATES[task.family]
     phrasings = [template.format(**task.slots()) for template in templates]
     if terse:
         phrasings += [variant for phrasing in phrasings for variant in terse_variants(phrasing)]
-    return sorted(set(phrasings))
+    out = {text: roles for text in sorted(set(phrasings))}
+    for request in task_requests(task, generated) if generated > 0 else []:
+        out.setdefault(request.text, (request.target_word, request.reference_word))
+    return list(out.items())
 
 
 def object_places(episode) -> tuple[np.ndarray, np.ndarray]:
@@ -169,22 +182,25 @@ class TrainingSet:
     episode: np.ndarray  # int64 [N]
     phrasings: list[list[int]]  # per episode: indices into `instructions`
     instructions: list[str]
+    role_words: list[tuple[str, str]] | None = None  # per instruction: words naming the moved block, the reference
 
     def __len__(self) -> int:
         return len(self.tokens)
 
 
 def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool = True,
-                       terse: bool = False, extra: bool = False, frames=None) -> TrainingSet:
+                       terse: bool = False, extra: bool = False, frames=None, generated: int = 0) -> TrainingSet:
     """Samples of every step of every episode; chunks past an episode's end hold still (tokenizer convention).
     Each episode's phrasings: its recorded instruction, or with `paraphrase` all its training phrasings
-    (with `extra` also the extra training templates', with `terse` also their terse variants).
+    (with `extra` also the extra training templates', with `terse` also their terse variants, with `generated`
+    that many requests of the training request generator).
     `frames` reads the episodes' frames (`Hdf5Frames`); without it they come from the episodes' `images`."""
     from vla_ros.tokenizers.chunking import chunks_from_episode
 
     images, joints, tokens, normalized, plans, owner, phrasings = [], [], [], [], [], [], []
     places, place_mask = [], []
     instructions: dict[str, int] = {}
+    role_words: dict[str, tuple[str, str]] = {}
     width = vocab.max_plan_tokens + 1
     for index, episode in enumerate(episodes):
         if frames is None and episode.images is None:
@@ -205,8 +221,13 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
             reaching = (episode.phases[: len(episode.actions)] == episode.phase_names.index("reach")).astype(np.float32)
         places.append(np.repeat(where[None], len(episode.actions), 0))
         place_mask.append(np.stack([reaching * known[0], np.full(len(episode.actions), known[1])], 1))
-        texts = training_paraphrases(episode.instruction, terse, extra) if paraphrase else [episode.instruction]
-        phrasings.append([instructions.setdefault(text, len(instructions)) for text in texts])
+        texts = training_phrasings(episode.instruction, terse, extra, generated) if paraphrase \
+            else training_phrasings(episode.instruction)[:1]
+        if not paraphrase:  # the recorded instruction itself, with its task's role words
+            texts = [(episode.instruction, texts[0][1])]
+        for text, roles in texts:
+            role_words.setdefault(text, roles)
+        phrasings.append([instructions.setdefault(text, len(instructions)) for text, _ in texts])
     frames = frames if frames is not None else EpisodeFrames(images)
     if len(frames) != sum(len(e.actions) for e in episodes):
         raise ValueError(f"the frames hold {len(frames)} samples, the episodes' actions "
@@ -216,7 +237,7 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
         chunks=np.concatenate(normalized).astype(np.float32),
         plans=np.asarray(plans, np.int64), places=np.concatenate(places).astype(np.float32),
         place_mask=np.concatenate(place_mask).astype(np.float32), episode=np.concatenate(owner), phrasings=phrasings,
-        instructions=list(instructions))
+        instructions=list(instructions), role_words=[role_words[text] for text in instructions])
 
 
 def sequences(tokens: np.ndarray, plans: np.ndarray, with_plan: np.ndarray, vocab: Vocabulary

@@ -92,6 +92,9 @@ EXTRA_TRAIN_TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
 }
 SPLITS = {"train": TRAIN_TEMPLATES, "heldout": HELDOUT_TEMPLATES}
+# Instruction splits rendered by the request generator (vla_ros/sim/requests.py) instead of templates:
+# "requests" = the held-out lexicon (evaluation only), "train_requests" = the lexicon the policy trains on.
+REQUEST_SPLITS = {"requests": "heldout", "train_requests": "train"}
 
 
 def training_templates(family: str) -> tuple[str, ...]:
@@ -113,6 +116,7 @@ class Task:
     reference: str | None = None  # receptacle (place) or colour of the lower block (stack)
     direction: str | None = None  # push only
     instruction: str = ""
+    form: str = "template"  # how the instruction is phrased: "template", or a sim.requests.FORMS entry
 
     def slots(self) -> dict[str, str]:
         return {"target": self.target, "reference": self.reference or "", "direction": self.direction or ""}
@@ -137,9 +141,21 @@ class WorldState:
 
 
 def render_instruction(task: Task, rng: np.random.Generator, split: str = "train") -> str:
-    """Fill a randomly chosen template of the task's family from the given split."""
+    """Fill a randomly chosen template of the task's family from the given split (template splits only)."""
     templates = SPLITS[split][task.family]
     return templates[int(rng.integers(len(templates)))].format(**task.slots())
+
+
+def phrase_task(task: Task, rng: np.random.Generator, split: str = "train") -> Task:
+    """The task with an instruction of `split`: a template (SPLITS) or a generated request (REQUEST_SPLITS)."""
+    if split in REQUEST_SPLITS:
+        from vla_ros.sim.requests import LEXICONS, generate_request
+
+        request = generate_request(task, rng, LEXICONS[REQUEST_SPLITS[split]])
+        return Task(**{**task.__dict__, "instruction": request.text, "form": request.form})
+    if split not in SPLITS:
+        raise ValueError(f"instruction split {split!r} is not one of {', '.join([*SPLITS, *REQUEST_SPLITS])}")
+    return Task(**{**task.__dict__, "instruction": render_instruction(task, rng, split), "form": "template"})
 
 
 def all_instructions(split: str, extra: bool = False) -> set[str]:
@@ -211,8 +227,7 @@ def sample_task(rng: np.random.Generator, scene, split: str = "train", family: s
         direction = DIRECTIONS[int(rng.integers(2))]
         if not push_feasible(scene, target, direction):
             direction = "right" if direction == "left" else "left"
-    task = Task(family=family, target=target, reference=reference, direction=direction)
-    return Task(**{**task.__dict__, "instruction": render_instruction(task, rng, split)})
+    return phrase_task(Task(family=family, target=target, reference=reference, direction=direction), rng, split)
 
 
 def push_feasible(scene, target: str, direction: str) -> bool:
