@@ -251,10 +251,7 @@ def summarize(results: list[EpisodeResult], split: str, label: str, seconds: flo
     per_family = {}
     for family in families:
         rows = [r for r in results if r.family == family]
-        successes = int(sum(r.success for r in rows))
-        per_family[family] = {"episodes": len(rows), "successes": successes,
-                              "success_rate": float(np.mean([r.success for r in rows])),
-                              "wilson95": list(wilson_interval(successes, len(rows))),
+        per_family[family] = {**success_counts(rows),
                               "mean_steps": float(np.mean([r.steps for r in rows])),
                               "chance": float(np.mean([r.chance for r in rows])),
                               "failures": failure_counts(rows), **unsafe_counts(rows)}
@@ -276,13 +273,14 @@ def summarize(results: list[EpisodeResult], split: str, label: str, seconds: flo
 
 def form_summary(results: list[EpisodeResult]) -> dict:
     """Success per phrasing form (`sim.requests.FORMS`, or "template"), with Wilson intervals."""
-    out = {}
-    for form in sorted({r.form for r in results}):
-        rows = [r for r in results if r.form == form]
-        successes = int(sum(r.success for r in rows))
-        out[form] = {"episodes": len(rows), "successes": successes, "success_rate": successes / len(rows),
-                     "wilson95": list(wilson_interval(successes, len(rows)))}
-    return out
+    return {form: success_counts([r for r in results if r.form == form]) for form in sorted({r.form for r in results})}
+
+
+def success_counts(results: list[EpisodeResult]) -> dict:
+    """Episodes, successes, success rate and its Wilson 95 % interval."""
+    successes = int(sum(r.success for r in results))
+    return {"episodes": len(results), "successes": successes, "success_rate": successes / max(1, len(results)),
+            "wilson95": list(wilson_interval(successes, len(results)))}
 
 
 def form_table(summaries: list[dict]) -> str:

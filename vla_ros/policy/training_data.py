@@ -8,6 +8,7 @@ held-out templates are never seen, so the paraphrase split stays an honest test.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +44,19 @@ def training_phrasings(instruction: str, terse: bool = False, extra: bool = Fals
                        ) -> list[tuple[str, tuple[str, str]]]:
     """`training_paraphrases` with each phrasing's role words: (the word naming the block to move, the word
     naming the reference or the direction; "" where there is none)."""
+    return list(_phrasings(instruction, terse, extra, generated))
+
+
+@lru_cache(maxsize=1024)
+def _phrasings(instruction: str, terse: bool, extra: bool, generated: int) -> tuple:
+    """Cached: every episode of a task asks for the same phrasings (and generates the same requests)."""
     from vla_ros.sim.requests import task_requests
     from vla_ros.sim.tasks import TRAIN_TEMPLATES, parse_instruction, training_templates
 
     try:
         task = parse_instruction(instruction)
     except ValueError:
-        return [(instruction, ("", ""))]
+        return ((instruction, ("", "")),)
     roles = (task.target, task.reference or task.direction or "")
     templates = training_templates(task.family) if extra else TRAIN_TEMPLATES[task.family]
     phrasings = [template.format(**task.slots()) for template in templates]
@@ -58,7 +65,7 @@ def training_phrasings(instruction: str, terse: bool = False, extra: bool = Fals
     out = {text: roles for text in sorted(set(phrasings))}
     for request in task_requests(task, generated) if generated > 0 else []:
         out.setdefault(request.text, (request.target_word, request.reference_word))
-    return list(out.items())
+    return tuple(out.items())
 
 
 def object_places(episode) -> tuple[np.ndarray, np.ndarray]:
@@ -222,9 +229,7 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
         places.append(np.repeat(where[None], len(episode.actions), 0))
         place_mask.append(np.stack([reaching * known[0], np.full(len(episode.actions), known[1])], 1))
         texts = training_phrasings(episode.instruction, terse, extra, generated) if paraphrase \
-            else training_phrasings(episode.instruction)[:1]
-        if not paraphrase:  # the recorded instruction itself, with its task's role words
-            texts = [(episode.instruction, texts[0][1])]
+            else [(episode.instruction, training_phrasings(episode.instruction)[0][1])]  # its task's role words
         for text, roles in texts:
             role_words.setdefault(text, roles)
         phrasings.append([instructions.setdefault(text, len(instructions)) for text, _ in texts])
