@@ -58,6 +58,7 @@ class HeadlessChromium:
         self._socket = None
         self._sockets = contextlib.ExitStack()
         self._id = 0
+        self.console: list[str] = []  # the page's console messages and uncaught errors, for a failing test to show
 
     def _page_socket(self, fresh: bool = False):
         if self._socket is None:
@@ -82,13 +83,28 @@ class HeadlessChromium:
         socket.send(json.dumps({"id": self._id, "method": method, "params": params}))
         while True:
             reply = json.loads(socket.recv(timeout=60))
+            self._note_event(reply)
             if reply.get("id") == self._id:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
                 return reply.get("result", {})
 
+    def _note_event(self, reply: dict) -> None:
+        method, params = reply.get("method"), reply.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params.get("type") != "debug":
+            text = " ".join(str(arg.get("value", arg.get("description", ""))) for arg in params.get("args", []))
+            self.console.append(f"console.{params.get('type')}: {' | '.join(text.splitlines()[:2])[:300]}")
+        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") != "verbose":
+            entry = params.get("entry", {})
+            self.console.append(f"log.{entry.get('level')}: {entry.get('text')} {entry.get('url', '')}".rstrip())
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            self.console.append(f"exception: {details.get('exception', {}).get('description') or details.get('text')}")
+
     def open(self, url: str) -> None:
         self.url = url
+        self.call("Runtime.enable")
+        self.call("Log.enable")
         self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height, deviceScaleFactor=1,
                   mobile=False)
         self.call("Page.navigate", url=url)

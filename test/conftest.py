@@ -47,3 +47,50 @@ def pytest_collection_modifyitems(config, items):
 def pytest_configure(config):
     config.addinivalue_line("markers", "ros: starts ROS 2 nodes (multi-process, real DDS)")
     config.addinivalue_line("markers", "slow: takes more than ~20 s")
+
+
+# Processes a test module leaves running (found by this marker, which every process the suite starts inherits)
+# are listed at the end of the run: a leftover node, server or browser can change the tests after it.
+SESSION_MARKER = "VLA_ROS_TEST_SESSION"
+os.environ.setdefault(SESSION_MARKER, str(os.getpid()))
+_leftovers: dict[str, list[str]] = {}
+
+
+def marked_processes() -> list[str]:
+    """'pid command' of every live process started by this test session (its own process excluded)."""
+    found, marker = [], f"{SESSION_MARKER}={os.environ[SESSION_MARKER]}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if marker not in environ.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                if stat.read().split(b")")[-1].split()[0] == b"Z":
+                    continue  # a zombie waiting for its parent: not running
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if "multiprocessing.resource_tracker" in command or "multiprocessing.forkserver" in command:
+            continue  # the interpreter's own helpers: they end with it
+        found.append(f"{entry} {command[:160]}")
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_leftover_processes(request):
+    yield
+    alive = marked_processes()
+    if alive:
+        _leftovers[request.node.nodeid] = alive
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _leftovers:
+        terminalreporter.section("processes left running after a test module")
+        for module, alive in _leftovers.items():
+            terminalreporter.write_line(f"{module}: {len(alive)}")
+            for line in alive[:8]:
+                terminalreporter.write_line(f"    {line}")

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -69,6 +70,21 @@ def looks_ready(image: np.ndarray) -> bool:
     return table_share(image) > MIN_TABLE and arm_share(image) > MIN_ARM
 
 
+def diagnosis(browser: HeadlessChromium, viewer: subprocess.Popen, grpc_port: int, output: list[str]) -> str:
+    """What a page without the scene leaves to go on: the page's console, the viewer's output, the data port, and
+    the processes busy on the machine. Stops the viewer."""
+    with socket.socket() as client:
+        client.settimeout(2.0)
+        listening = client.connect_ex(("127.0.0.1", grpc_port)) == 0
+    os.killpg(viewer.pid, signal.SIGKILL)
+    viewer.wait(timeout=10)
+    busy = subprocess.run(["ps", "-eo", "pcpu,rss,etime,args", "--sort=-pcpu"], capture_output=True, text=True)
+    return "\n".join(["page console (last 30):", *browser.console[-30:],
+                      f"data port {grpc_port} accepts connections: {listening}",
+                      f"viewer output ({len(output)} lines, last 30):", *[line.rstrip()[:300] for line in output[-30:]],
+                      "busiest processes:", *[line[:200] for line in busy.stdout.splitlines()[:12]]])
+
+
 @pytest.mark.flaky(reruns=2, reruns_delay=2)  # two retries, not three: each try may wait 130 s for a slow page
 def test_web_viewer_shows_camera_and_arm_in_headless_chromium(tmp_path):
     path = tmp_path / "viewer_graph.yaml"
@@ -79,6 +95,7 @@ def test_web_viewer_shows_camera_and_arm_in_headless_chromium(tmp_path):
     viewer = subprocess.Popen([sys.executable, "-m", "vla_ros.cli", "view", "--viewer", "web", "--web-port",
                                str(web_port), "--grpc-port", str(grpc_port)], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output: list[str] = []  # everything the viewer printed
     try:
         joints = probe.collect(JointState, topics.JOINT_STATES, DEFAULT)
         descriptions = probe.collect(String, ROBOT_DESCRIPTION, LATCHED)
@@ -91,8 +108,12 @@ def test_web_viewer_shows_camera_and_arm_in_headless_chromium(tmp_path):
         while url is None:
             line = viewer.stdout.readline()
             assert line and time.monotonic() < deadline, f"the viewer did not start: {line!r}"
+            output.append(line)
             match = re.search(r"open (http://\S+)", line)
             url = match.group(1) if match else None
+        # Read the rest as it comes: a pipe nobody reads fills up and blocks the viewer at its next message.
+        reader = threading.Thread(target=lambda: output.extend(viewer.stdout), daemon=True)
+        reader.start()
         probe.spin_until(lambda: probe.node.count_subscribers(topics.ACTION_CHUNK) > 0, 30, "the viewer's subscriptions")
         task.publish(String(data=TASK))
         actions = np.zeros((8, 7))
@@ -116,11 +137,14 @@ def test_web_viewer_shows_camera_and_arm_in_headless_chromium(tmp_path):
                 return looks_ready(image)
 
             image, waited = browser.wait_for(ready, timeout_s=130)
+            if not looks_ready(image):
+                print(diagnosis(browser, viewer, grpc_port, output))
         save_png(image, tmp_path / "viewer.png")
         if os.environ.get("VLA_ROS_VIEWER_SCREENSHOT"):
             save_png(image, Path(os.environ["VLA_ROS_VIEWER_SCREENSHOT"]))
         print(f"viewer ready after {waited:.1f} s ({len(loads)} page loads); "
-              f"table {table_share(image):.3f}, arm {arm_share(image):.4f}")
+              f"table {table_share(image):.3f}, arm {arm_share(image):.4f}; the viewer printed {len(output)} lines "
+              f"({sum(map(len, output))} characters)")
         assert image.std() > 20, "the page is blank"
         assert table_share(image) > MIN_TABLE, f"no camera image on the page (see {tmp_path / 'viewer.png'})"
         assert arm_share(image) > MIN_ARM, f"no arm in the 3-D view (see {tmp_path / 'viewer.png'})"
