@@ -65,3 +65,51 @@ def test_expert_recovers_from_perturbed_execution(workcell, family):
         actions = np.stack(record.actions)
         assert np.all(np.abs(actions[:, :3]) <= 0.03 + 1e-6)
     assert noisy_steps > clean_steps  # the perturbations took the arm off the expert's path
+
+
+def test_observation_age_gives_each_chunk_a_frame_taken_before_its_tick(workcell):
+    from vla_ros.core.executor import ExecutorSettings
+    from vla_ros.sim.rollout import ExpertChunks, rollout
+
+    class Watching(ExpertChunks):
+        def __init__(self, cell):
+            super().__init__(cell)
+            self.seen = []  # (observation's tick count, the arm's distance from where the frame saw it)
+
+        def chunk(self, observation, instruction):
+            moved = float(np.abs(self.workcell.joint_positions() - observation.joint_pos).max())
+            self.seen.append((observation.step, moved))
+            return super().chunk(observation, instruction)
+
+    runs = {}
+    for age in (0.0, 0.1):
+        source = Watching(workcell)
+        run = rollout(workcell, source, 1000, family="pick", executor=ExecutorSettings(execute_steps=1),
+                      max_steps=30, observation_age_s=age)
+        runs[age] = (run, source.seen)
+    (fresh, fresh_seen), (aged, aged_seen) = runs[0.0], runs[0.1]
+    assert [step for step, _ in fresh_seen] == list(range(len(fresh_seen)))  # the frame of the adopting tick
+    assert all(moved == 0.0 for _, moved in fresh_seen)
+    assert [step for step, _ in aged_seen[1:]] == list(range(len(aged_seen) - 1))  # the previous tick's count
+    assert max(moved for _, moved in aged_seen[1:]) > 1e-3  # the arm moved between the frame and the tick
+    assert aged.success  # the expert reads the workcell itself, so a 0.1 s frame age does not stop it
+    with pytest.raises(ValueError, match="one control period"):
+        rollout(workcell, Watching(workcell), 1000, family="pick", observation_age_s=0.2)
+
+
+def test_interpolated_commands_ramp_the_targets_over_the_reach_time_and_the_expert_still_succeeds(workcell):
+    from vla_ros.sim.rollout import CommandRamp
+
+    workcell.reset(1001, family="pick")
+    ramp = CommandRamp(workcell)
+    start = workcell.q_target.copy()
+    goal = start + np.array([0.2, -0.1, 0.1, 0.0, 0.05, 0.0])
+    ramp.arm(goal, 0.2)
+    ramp.gripper(0.0, 0.2)
+    ramp.advance(0.1)  # ten 10 ms pieces: the targets set at 0, 10, …, 90 ms of the 200 ms reach
+    assert np.allclose(workcell.q_target, start + 0.45 * (goal - start), atol=1e-9)
+    ramp.advance(0.2)
+    assert np.allclose(workcell.q_target, workcell.kinematics.clamp(goal)) and workcell.gripper_command == 0.0
+    for family in FAMILIES:
+        run = expert_rollout(workcell, 1010, family=family, interpolate_commands=True, record=False)
+        assert run.success, family

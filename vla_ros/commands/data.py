@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "shipped model's data)")
     gen.add_argument("--noisy-share", type=unit_float, default=0.75, metavar="SHARE",
                      help="share of the episodes recorded with --noise, chosen from the seed (default 0.75)")
+    gen.add_argument("--interpolate-commands", action="store_true",
+                     help="the arm follows each command over its reach time, as the graph's simulator and a "
+                          "trajectory controller do, instead of its target jumping at the tick (policy v6's data)")
     gen.add_argument("--force", action="store_true", help="overwrite an existing data set in --out")
     gen.add_argument("--bags", action="store_true",
                      help="also write each episode as a rosbag2 bag DIR/bags/episode_NNNNNN: camera, joint states, "
@@ -124,7 +127,7 @@ def _generate(args: argparse.Namespace) -> int:
                                    image_size=args.image_size, camera=args.camera, split=args.split,
                                    max_steps=args.max_steps, bags=args.bags, bag_storage=args.bag_storage,
                                    noise=args.noise, noisy_share=args.noisy_share, ray_address=args.ray,
-                                   scene=args.scene)
+                                   scene=args.scene, interpolate_commands=args.interpolate_commands)
     except ConnectionError as exc:
         raise SystemExit(f"vla-ros data generate: --ray: {exc}")
     print(f"wrote {summary['path']}: {summary['episodes']} episodes, {summary['successful']} successful "

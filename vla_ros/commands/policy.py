@@ -111,6 +111,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "weighted mean of the chunks covering it (default: plain switching, 3 steps per chunk)")
     evaluate.add_argument("--backend", choices=BACKENDS, default="builtin-torch",
                           help="inference backend (default builtin-torch)")
+    evaluate.add_argument("--observation-age", type=non_negative_float, default=0.0, metavar="SECONDS",
+                          help="model the graph's timing: each chunk comes from a frame taken this long before the "
+                               "tick that adopts it, the arm moving meanwhile (through ROS: camera phase, inference "
+                               "and transport, 0.05-0.15 s); below one control period (default 0: as trained)")
+    evaluate.add_argument("--interpolate-commands", action="store_true",
+                          help="model the graph's arm: each command is followed over its reach time, as widowx_sim's "
+                               "trajectory followers do, instead of the target jumping at the tick")
     evaluate.add_argument("--temperature", type=non_negative_float, default=None,
                           help="sampling temperature (default: the policy's, 0.1; 0 = greedy)")
     evaluate.add_argument("--videos", type=int, default=4, help="episodes to record as MP4 (default 4)")
@@ -218,9 +225,13 @@ def _eval(args: argparse.Namespace) -> int:
     suffix += "_plan" if args.plan else ""
     suffix += "_blend" if args.blend else ""
     suffix += "" if args.scene == "default" else f"_{args.scene}"
+    suffix += f"_age{round(args.observation_age * 1000)}ms" if args.observation_age else ""
+    suffix += "_interp" if args.interpolate_commands else ""
     out = args.out or Path("runs/eval") / f"{name}_{args.split}{suffix}"
     label = (f"{name}{' (blank instruction)' if args.blank_instruction else ''}{' + plan' if args.plan else ''}"
-             f"{' + blend' if args.blend else ''}{'' if args.scene == 'default' else f' [{args.scene}]'}")
+             f"{' + blend' if args.blend else ''}{'' if args.scene == 'default' else f' [{args.scene}]'}"
+             f"{f' (frames {args.observation_age * 1000:.0f} ms old)' if args.observation_age else ''}"
+             f"{' (interpolated commands)' if args.interpolate_commands else ''}")
     from dataclasses import replace
 
     from vla_ros.graphs.pipeline import PipelineError, pipeline_settings
@@ -230,12 +241,16 @@ def _eval(args: argparse.Namespace) -> int:
     except PipelineError as exc:
         raise SystemExit(f"vla-ros eval: {exc}")
     executor = replace(settings.executor, blend=True) if args.blend else settings.executor
+    if args.observation_age >= executor.control_period_s:
+        raise SystemExit(f"vla-ros eval: --observation-age {args.observation_age:g} s must be below one control period "
+                         f"({executor.control_period_s:g} s)")
     view, endpoint = _evaluation_view(args)
     try:
         summary = evaluate(runner, args.split, args.episodes, out_dir=out, blank_instruction=args.blank_instruction,
                            plan=args.plan, videos=args.videos, temperature=args.temperature, seed=args.seed,
                            label=label, executor=executor, safety=settings.safety, ray_address=args.ray, view=view,
-                           scene=args.scene)
+                           scene=args.scene, observation_age=args.observation_age,
+                           interpolate_commands=args.interpolate_commands)
     except ConnectionError as exc:
         raise SystemExit(f"vla-ros eval: --ray: {exc}")
     print(markdown_table([summary]))

@@ -41,11 +41,12 @@ class DemoRecorder:
     """Records expert episodes by (index, seed, family) in one workcell; the same object runs locally and in Ray."""
 
     def __init__(self, image_size: int, camera: str, split: str, max_steps: int,
-                 noise: tuple[float, float, int] = (0.0, 0.0, 0), scene: str = "default"):
+                 noise: tuple[float, float, int] = (0.0, 0.0, 0), scene: str = "default",
+                 interpolate_commands: bool = False):
         from vla_ros.sim.workcell import Workcell
 
         self.workcell = Workcell(image_size=image_size, camera=camera, render=True, split=split, scene=scene)
-        self.max_steps, self.noise = max_steps, noise
+        self.max_steps, self.noise, self.interpolate_commands = max_steps, noise, interpolate_commands
 
     def record(self, index: int, episode_seed: int, family: str):
         from vla_ros.sim.noise import ActionNoise
@@ -53,7 +54,8 @@ class DemoRecorder:
 
         sigma, share, base_seed = self.noise
         perturb = ActionNoise(sigma, seed=episode_seed) if noisy_episode(index, base_seed, share) else None
-        return expert_rollout(self.workcell, episode_seed, family=family, max_steps=self.max_steps, perturb=perturb)
+        return expert_rollout(self.workcell, episode_seed, family=family, max_steps=self.max_steps, perturb=perturb,
+                              interpolate_commands=self.interpolate_commands)
 
     def close(self) -> None:
         self.workcell.close()
@@ -71,10 +73,12 @@ def _store(data, index: int, record, bags_dir: Path | None, bag_storage: str) ->
 
 def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, camera: str, split: str,
                  max_steps: int, progress=None, bags_dir: Path | None = None, bag_storage: str = "mcap",
-                 noise: tuple[float, float, int] = (0.0, 0.0, 0), recordings=None, scene: str = "default") -> None:
+                 noise: tuple[float, float, int] = (0.0, 0.0, 0), recordings=None, scene: str = "default",
+                 interpolate_commands: bool = False) -> None:
     """Write `plan`'s episodes to `path`; `recordings` (an iterator of Rollouts in plan order) replaces recording
     them here (a Ray run)."""
-    recorder = None if recordings is not None else DemoRecorder(image_size, camera, split, max_steps, noise, scene)
+    recorder = None if recordings is not None else DemoRecorder(image_size, camera, split, max_steps, noise, scene,
+                                                                interpolate_commands)
     if recordings is None:
         recordings = (recorder.record(*entry) for entry in plan)
     try:
@@ -90,10 +94,10 @@ def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, 
 
 
 def _shard_worker(path: str, plan, image_size, camera, split, max_steps, queue, bags_dir, bag_storage, noise,
-                  scene) -> None:
+                  scene, interpolate_commands) -> None:
     _write_shard(Path(path), plan, image_size, camera, split, max_steps, progress=queue.put,
                  bags_dir=None if bags_dir is None else Path(bags_dir), bag_storage=bag_storage, noise=noise,
-                 scene=scene)
+                 scene=scene, interpolate_commands=interpolate_commands)
 
 
 def episode_bag_name(index: int) -> str:
@@ -104,10 +108,12 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
                      camera: str = "over_shoulder", split: str = "train", max_steps: int = 80,
                      show_progress: bool = True, bags: bool = False, bag_storage: str = "mcap",
                      noise: float = 0.0, noisy_share: float = 0.75, ray_address: str | None = None,
-                     scene: str = "default") -> dict:
+                     scene: str = "default", interpolate_commands: bool = False) -> dict:
     """Write DIR/dataset.hdf5, DIR/generation.json and DIR/preview.png; returns the summary.
 
     `scene` is a set-up shift of the workcell (`vla_ros.sim.scenes`), recorded in env_args' env_kwargs.
+    With `interpolate_commands` the arm follows each command over its reach time, as the graph's simulator and
+    a trajectory controller do (`vla_ros.sim.rollout.rollout`), also recorded there.
 
     With `noise` > 0, a `noisy_share` of the episodes (chosen from the seed) executes the expert's
     actions perturbed by `ActionNoise(noise)` while recording the unperturbed ones (DART).
@@ -151,8 +157,8 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
 
         tmp = target.with_suffix(".partial")
         with ray_cluster(ray_address):
-            recordings = ordered_results(DemoRecorder, (image_size, camera, split, max_steps, noise_spec, scene),
-                                         plan, method="record")
+            recordings = ordered_results(DemoRecorder, (image_size, camera, split, max_steps, noise_spec, scene,
+                                                        interpolate_commands), plan, method="record")
             _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick, bags_dir=bags_dir,
                          bag_storage=bag_storage, noise=noise_spec, recordings=recordings, scene=scene)
         tmp.replace(target)
@@ -160,7 +166,7 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
     elif workers == 1:
         tmp = target.with_suffix(".partial")
         _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick, bags_dir=bags_dir,
-                     bag_storage=bag_storage, noise=noise_spec, scene=scene)
+                     bag_storage=bag_storage, noise=noise_spec, scene=scene, interpolate_commands=interpolate_commands)
         tmp.replace(target)
     else:
         shard_dir = out_dir / ".shards"
@@ -172,7 +178,7 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
         processes = [context.Process(target=_shard_worker,
                                      args=(str(p), [plan[i] for i in chunk], image_size, camera, split, max_steps,
                                            queue, None if bags_dir is None else str(bags_dir), bag_storage,
-                                           noise_spec, scene))
+                                           noise_spec, scene, interpolate_commands))
                      for p, chunk in zip(shard_paths, chunks)]
         for process in processes:
             process.start()
@@ -199,7 +205,8 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
                 "env_kwargs": {"image_size": image_size, "camera": camera, "scene": scene,
                                "control_hz": CONTROL_RATE_HZ, "split": split,
                                "seed": seed, "max_steps": max_steps, "noise": float(noise),
-                               "noisy_share": float(noisy_share) if noise > 0 else 0.0}}
+                               "noisy_share": float(noisy_share) if noise > 0 else 0.0,
+                               "interpolate_commands": bool(interpolate_commands)}}
     summary = finalize(target, env_args)
     summary.update({"seconds": time.perf_counter() - start, "workers": workers or f"ray {ray_address}",
                     "seed": seed, "split": split, "scene": scene,

@@ -76,9 +76,11 @@ def chance_of_family(family: str, blocks: int, receptacles: int) -> float:
 
 
 def run_policy_episode(workcell, source, seed: int, family: str, *, executor=None, safety=None,
-                       max_steps: int = 80, on_frame=None, watch=None) -> EpisodeResult:
+                       max_steps: int = 80, on_frame=None, watch=None, observation_age_s: float = 0.0,
+                       interpolate_commands: bool = False) -> EpisodeResult:
     """One closed-loop episode through the shared rollout; `source` is a chunk source, None = scripted expert;
-    `watch` (a `sim.safety_events.SafetyWatch`) counts its unsafe events."""
+    `watch` (a `sim.safety_events.SafetyWatch`) counts its unsafe events; `observation_age_s` and
+    `interpolate_commands` model the graph's timing (`sim.rollout.rollout`)."""
     from vla_ros.sim.rollout import expert_rollout, rollout
 
     hand = HandWatch()
@@ -90,10 +92,11 @@ def run_policy_episode(workcell, source, seed: int, family: str, *, executor=Non
 
     if source is None:
         run = expert_rollout(workcell, seed, family=family, executor=executor, safety=safety, max_steps=max_steps,
-                             record=False, on_step=on_step, watch=watch)
+                             record=False, on_step=on_step, watch=watch, interpolate_commands=interpolate_commands)
     else:
         run = rollout(workcell, source, seed, family=family, executor=executor, safety=safety, max_steps=max_steps,
-                      on_step=on_step, watch=watch)
+                      on_step=on_step, watch=watch, observation_age_s=observation_age_s,
+                      interpolate_commands=interpolate_commands)
     layout = workcell.layout
     blocks = len(layout.block_colours())
     receptacles = sum(layout.has(r) for r in ("plate", "towel"))
@@ -123,6 +126,8 @@ class EvaluationSpec:
     image_size: int = 128
     threads: int = 1
     scene: str = "default"  # set-up shift of the workcell, vla_ros.sim.scenes
+    observation_age: float = 0.0  # s: each chunk's frame taken this long before the tick adopting it (graph timing)
+    interpolate_commands: bool = False  # commands followed over their reach time, as the graph's simulator does
 
 
 class EpisodeWorker:
@@ -167,7 +172,8 @@ class EpisodeWorker:
         source = self.source if view is None else view.episode(workcell, index, self.source)
         result = run_policy_episode(workcell, source, seed, FAMILIES[index % len(FAMILIES)],
                                     executor=spec.executor, safety=spec.safety, max_steps=spec.max_steps,
-                                    watch=self.watch,
+                                    watch=self.watch, observation_age_s=spec.observation_age,
+                                    interpolate_commands=spec.interpolate_commands,
                                     on_frame=(lambda o, p: [hook(o, p) for hook in hooks]) if hooks else None)
         if view is not None:
             view.end_episode(result)
@@ -184,7 +190,8 @@ class EpisodeWorker:
 def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, blank_instruction: bool = False,
              plan: bool = False, videos: int = 0, temperature: float | None = None, seed: int = 0,
              max_steps: int = 80, progress: bool = True, label: str = "", executor=None, safety=None,
-             ray_address: str | None = None, view=None, scene: str = "default") -> dict:
+             ray_address: str | None = None, view=None, scene: str = "default", observation_age: float = 0.0,
+             interpolate_commands: bool = False) -> dict:
     """Run `episodes` closed-loop episodes (families in turn) and summarize; `runner` None = scripted expert.
 
     `executor` and `safety` are the graph's settings (ExecutorSettings, SafetySettings; defaults when None), so an
@@ -192,6 +199,9 @@ def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, 
     one `EpisodeWorker` per CPU of that cluster (each loads the runner's policy directory); the results are
     those of a local run. `view` (a `vla_ros.viewer.evaluation.EvaluationView`) shows each episode in the viewer
     (local runs only). `scene` is the workcell's set-up shift (`vla_ros.sim.scenes`), recorded in the summary.
+    `observation_age` (s) and `interpolate_commands` model the graph's timing (`vla_ros.sim.rollout.rollout`): each
+    chunk comes from a frame taken that long before the tick that adopts it; each command is followed over its
+    reach time. Both are recorded in the summary.
     """
     from tqdm import tqdm
 
@@ -210,7 +220,8 @@ def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, 
                           split=split,
                           blank_instruction=blank_instruction, plan=plan, temperature=temperature, seed=seed,
                           max_steps=max_steps, executor=executor, safety=safety,
-                          image_size=runner.config.image_size if runner is not None else 128, scene=scene)
+                          image_size=runner.config.image_size if runner is not None else 128, scene=scene,
+                          observation_age=observation_age, interpolate_commands=interpolate_commands)
     calls = [(index, out_dir is not None and index < videos) for index in range(episodes)]
     results: list[EpisodeResult] = []
     started = time.perf_counter()
@@ -240,6 +251,8 @@ def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, 
     bar.close()
     summary = summarize(results, split, label, time.perf_counter() - started, blank_instruction, plan, scene)
     summary["adapter"] = spec.adapter
+    summary["observation_age_s"] = observation_age
+    summary["interpolate_commands"] = interpolate_commands
     if out_dir is not None:
         write_results(out_dir, summary, results)
     return summary

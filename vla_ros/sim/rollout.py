@@ -29,6 +29,7 @@ from vla_ros.core.safety.rules import ArmCommand
 from vla_ros.core.settings import CONTROL_PERIOD_S
 from vla_ros.core.stages.control import ControlLoop
 from vla_ros.core.stages.gate import POLICY_LEASE, SafetySettings, build_gate
+from vla_ros.core.trajectory import TrajectoryFollower, TrajectoryPoint
 from vla_ros.sim.expert import PHASES, ScriptedExpert
 from vla_ros.sim.tasks import Task
 from vla_ros.sim.workcell import Observation, Workcell, WorkcellState
@@ -112,11 +113,13 @@ class StageSourceChunks:
 def expert_rollout(workcell: Workcell, seed: int, *, task: Task | None = None, family: str | None = None,
                    perturb: Callable[[np.ndarray], np.ndarray] | None = None, executor: ExecutorSettings | None = None,
                    safety: SafetySettings | None = None, max_steps: int = MAX_EPISODE_STEPS, record: bool = True,
-                   on_step: Callable[[Observation, str], None] | None = None, watch=None) -> Rollout:
+                   on_step: Callable[[Observation, str], None] | None = None, watch=None,
+                   interpolate_commands: bool = False) -> Rollout:
     """The scripted expert, one action per tick (its label recorded; with `perturb`, a perturbed copy executed)."""
     executor = replace(executor or ExecutorSettings(), execute_steps=1, blend=False)
     return rollout(workcell, ExpertChunks(workcell, perturb), seed, task=task, family=family, executor=executor,
-                   safety=safety, max_steps=max_steps, record=record, on_step=on_step, watch=watch)
+                   safety=safety, max_steps=max_steps, record=record, on_step=on_step, watch=watch,
+                   interpolate_commands=interpolate_commands)
 
 
 @dataclass
@@ -138,6 +141,35 @@ class Rollout:
     phases: list[int] = field(default_factory=list)  # index into PHASES, -1 when the source has none
 
 
+class CommandRamp:
+    """Joint targets following each command over its reach time, sampled every 10 ms, as widowx_sim's
+    trajectory followers (and ros2_control's JointTrajectoryController) do, instead of jumping at the tick."""
+
+    STEP_S = 0.01  # widowx_sim's physics_period
+
+    def __init__(self, workcell: Workcell):
+        self.workcell, self.time_s = workcell, 0.0
+        self._arm = TrajectoryFollower(workcell.q_target)
+        self._gripper = TrajectoryFollower(np.array([workcell.gripper_command]))
+
+    def arm(self, positions: np.ndarray, reach_s: float) -> None:
+        self._arm.command(self.time_s, [TrajectoryPoint(np.asarray(positions, np.float64), reach_s)])
+
+    def gripper(self, opening: float, reach_s: float) -> None:
+        self._gripper.command(self.time_s, [TrajectoryPoint(np.array([opening]), reach_s)])
+
+    def advance(self, duration_s: float, render: bool | None = None, count_step: bool = False,
+                monitor: Callable[[], None] | None = None) -> Observation:
+        pieces = max(1, int(round(duration_s / self.STEP_S)))
+        for piece in range(pieces):
+            self.workcell.set_joint_targets(self._arm.sample(self.time_s), float(self._gripper.sample(self.time_s)[0]))
+            self.time_s += self.STEP_S
+            last = piece == pieces - 1
+            observation = self.workcell.advance(self.STEP_S, render=render if last else False,
+                                                count_step=count_step and last, monitor=monitor)
+        return observation
+
+
 def _snapshot(workcell: Workcell, now: float) -> JointSnapshot:
     return JointSnapshot(workcell.joint_positions(), workcell.joint_velocities(), workcell.gripper_state(), None, now)
 
@@ -146,7 +178,8 @@ def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | 
             family: str | None = None, executor: ExecutorSettings | None = None,
             safety: SafetySettings | None = None, max_steps: int = MAX_EPISODE_STEPS, record: bool = False,
             on_step: Callable[[Observation, str], None] | None = None, watch=None,
-            start: WorkcellState | None = None) -> Rollout:
+            start: WorkcellState | None = None, observation_age_s: float = 0.0,
+            interpolate_commands: bool = False) -> Rollout:
     """Reset the workcell with `seed` (and `task` or a task `family`), run until success or `max_steps` ticks.
 
     With `watch` (a `safety_events.SafetyWatch` of this workcell) the episode's unsafe events are counted.
@@ -156,10 +189,20 @@ def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | 
     Tick k happens at simulated time k·period. Before it, when the executor is about to adopt a chunk, the
     source is asked for one from the observation at that instant; the control loop's command then passes the
     gate (the graph's settings unless given) and the forwarded targets drive the workcell for one period.
+
+    With `observation_age_s` > 0 the graph's timing is modelled: the frame a chunk is computed from is taken that
+    long before the tick that adopts it (through ROS: the camera's phase against the control ticks, inference and
+    transport), while the arm keeps moving under the previous window; the chunk carries the frame's stamp, as the
+    policy node's chunks do. A task's first chunk comes from the frame at its first tick.
+    With `interpolate_commands` each forwarded command is followed as the graph's simulator (and a trajectory
+    controller) follows it: the joint targets move linearly from where they stand to the command over its reach
+    time, every 10 ms, instead of jumping to it at the tick.
     """
     executor = executor or ExecutorSettings()
     safety = safety or SafetySettings()
     period = executor.control_period_s
+    if not 0.0 <= observation_age_s < period:
+        raise ValueError(f"observation_age_s must be in [0, {period:g}) s (one control period), got {observation_age_s}")
     if start is None:
         observation = workcell.reset(seed, task, family=family)
     else:
@@ -178,15 +221,21 @@ def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | 
     slowdowns: dict[str, int] = {}
     plan = ""
     observed = 0  # the tick `observation` was taken at
+    early = None  # with observation_age_s: the frame for the next tick's chunk, taken that long before it
+    ramp = CommandRamp(workcell) if interpolate_commands else None
     for k in range(max_steps):
         now = k * period
         gate.update_joints(_snapshot(workcell, now))
         loop.update_joint_positions(workcell.joint_positions(), now)
         if loop.executor.wants_chunk():
-            if observed != k or observation.image is None:
-                observation, observed = workcell.observe(), k
-            actions, plan = source.chunk(observation, workcell.task.instruction)
-            loop.executor.add_chunk(ActionChunk(np.asarray(actions, np.float64), int(round(now * NS)),
+            if early is not None:
+                frame, frame_s = early
+            else:
+                if observed != k or observation.image is None:
+                    observation, observed = workcell.observe(), k
+                frame, frame_s = observation, now
+            actions, plan = source.chunk(frame, workcell.task.instruction)
+            loop.executor.add_chunk(ActionChunk(np.asarray(actions, np.float64), int(round(frame_s * NS)),
                                                 CONTROL_PERIOD_S, chunk_task, "rollout",
                                                 getattr(source, "action_space", EE_DELTA)), received_s=now)
             gate.touch(POLICY_LEASE, now)
@@ -207,7 +256,10 @@ def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | 
             stamp = output.step.chunk_stamp_s
             decision = gate.evaluate_arm(ArmCommand(output.targets.arm, period, stamp), now, now)
             if decision.kind in (FORWARD, HOLD):
-                workcell.set_arm_target(decision.positions)
+                if ramp is not None:
+                    ramp.arm(decision.positions, decision.reach_s or period)
+                else:
+                    workcell.set_arm_target(decision.positions)
             if decision.kind == FORWARD and decision.rule:
                 slowdowns[decision.rule] = slowdowns.get(decision.rule, 0) + 1
             if decision.kind == HOLD:
@@ -215,8 +267,18 @@ def rollout(workcell: Workcell, source: ChunkSource, seed: int, *, task: Task | 
                 loop.vetoed()
             gripper = gate.evaluate_gripper(output.targets.gripper, period, stamp, now, now)
             if gripper.kind == FORWARD:
-                workcell.set_gripper_target(float(gripper.positions[0]))
-        observation = workcell.advance(period, render=False, count_step=True, monitor=watch)
+                if ramp is not None:
+                    ramp.gripper(float(gripper.positions[0]), gripper.reach_s or period)
+                else:
+                    workcell.set_gripper_target(float(gripper.positions[0]))
+        advance = workcell.advance if ramp is None else ramp.advance
+        early = None
+        if observation_age_s > 0 and loop.executor.wants_chunk():  # the next tick adopts a chunk: its frame now
+            advance(period - observation_age_s, render=False, monitor=watch)
+            early = (workcell.observe(), now + period - observation_age_s)
+            observation = advance(observation_age_s, render=False, count_step=True, monitor=watch)
+        else:
+            observation = advance(period, render=False, count_step=True, monitor=watch)
         result.steps += 1
         if on_step is not None:
             on_step(observation, plan)
