@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,15 +38,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from vla_ros.core.ports import free_port  # noqa: E402
 POLICY = REPO / "models" / "policy" / "vla"
 TASK = "pick up the red block"
 OUT = REPO / "runs" / "bench_remote"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def observation_image(size: int = 128) -> np.ndarray:

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,15 +30,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "test"))  # the DevTools driver the browser test uses
 sys.path.insert(0, str(REPO / "benchmarks"))
+from vla_ros.core.ports import free_port  # noqa: E402
 FAMILIES = ("pick", "place", "stack", "push")
 CONDITIONS = ("no viewer", "viewer", "viewer + browser")
 TASK_SECONDS = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:

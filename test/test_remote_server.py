@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from ros_harness import run_cli
 
+from vla_ros.core.ports import free_port
 from vla_ros.serving import protocol
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,12 +35,6 @@ class Served:
     key: str
     cert: Path
     output: list[str]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
@@ -213,6 +208,12 @@ def test_serve_names_a_bad_argument_in_one_sentence():
         done = run_cli("serve", *arguments)
         assert done.returncode != 0 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert run_cli("serve", "--help").returncode == 0
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):  # before Ray starts: a replica would share it silently
+        done = run_cli("serve", "--policy", str(POLICY), "--no-auth", "--port", str(port))
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "Ray" not in done.stdout + done.stderr
+    assert done.stderr.strip() == (f"vla-ros serve: port {port} on 0.0.0.0 is in use by another program; stop it or "
+                                   "choose another --port")
 
 
 def test_the_serve_front_answers_the_openpi_client_and_refuses_a_missing_key(tmp_path):

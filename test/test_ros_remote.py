@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.core import topics
 from vla_ros.core.messages import NS, stamp_ns
+from vla_ros.core.ports import free_port
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED
 
 pytestmark = pytest.mark.ros
@@ -120,9 +120,7 @@ class Watch:
 def remote_graph(tmp_path_factory):
     folder = tmp_path_factory.mktemp("remote")
     (folder / "robot_key").write_text(KEY)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = FaultServer(port, folder)
     # The widowx graph as shipped, but a dying vla_policy does not stop the graph (the last test kills it).
     graph = yaml.safe_load((REPO / "config" / "widowx.yaml").read_text())

@@ -87,7 +87,7 @@ def test_observation_age_gives_each_chunk_a_frame_taken_before_its_tick(workcell
         run = rollout(workcell, source, 1000, family="pick", executor=ExecutorSettings(execute_steps=1),
                       max_steps=30, observation_age_s=age)
         runs[age] = (run, source.seen)
-    (fresh, fresh_seen), (aged, aged_seen) = runs[0.0], runs[0.1]
+    (_, fresh_seen), (aged, aged_seen) = runs[0.0], runs[0.1]
     assert [step for step, _ in fresh_seen] == list(range(len(fresh_seen)))  # the frame of the adopting tick
     assert all(moved == 0.0 for _, moved in fresh_seen)
     assert [step for step, _ in aged_seen[1:]] == list(range(len(aged_seen) - 1))  # the previous tick's count

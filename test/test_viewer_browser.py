@@ -24,6 +24,7 @@ from browser import HeadlessChromium, chromium_path, save_png
 from ros_harness import REPO, LaunchedGraph, RosProbe
 from vla_ros.core import topics
 from vla_ros.core.action_tokens import task_hash
+from vla_ros.core.ports import free_port
 from vla_ros.nodes.messages import RCLPY
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED
 from vla_ros.robot.frames import ROBOT_DESCRIPTION
@@ -39,12 +40,6 @@ nodes:
 """
 TASK = "pick up the red block"
 TABLE = np.array([184, 148, 107])  # the workcell's table in the camera image (0.72, 0.58, 0.42)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def table_share(image: np.ndarray) -> float:

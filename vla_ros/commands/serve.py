@@ -129,7 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
     _check_paths(args)
     key, key_source = _api_key(args)
     from vla_ros.serving.deployment import ScalingOptions, ServerConfig
-    from vla_ros.serving.runner import Endpoint, RunningServer, wait_for_stop
+    from vla_ros.serving.runner import Endpoint, RunningServer, port_taken, wait_for_stop
     from vla_ros.serving.security import key_digest
 
     config = ServerConfig(
@@ -147,6 +147,9 @@ def _serve(args: argparse.Namespace) -> int:
                              cpus_per_replica=args.cpus_per_replica,
                              gpus_per_replica=-1.0 if args.gpus_per_replica is None else args.gpus_per_replica)
     endpoint = Endpoint(args.host, args.port, str(args.tls_cert or ""), str(args.tls_key or ""))
+    taken = port_taken(args.host, args.port)  # this machine only: replicas on other hosts bind there
+    if taken:
+        raise _fail(taken)
     print(f"starting Ray Serve ({'joining ' + args.address if args.address else 'local cluster'}) …", flush=True)
     try:
         server = RunningServer(config, scaling, endpoint, address=args.address, temp_dir=args.temp_dir)

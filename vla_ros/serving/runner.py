@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
 from dataclasses import dataclass
 
+from vla_ros.core.ports import bind_error
 from vla_ros.serving.deployment import APP_NAME, ScalingOptions, ServerConfig, policy_application
 
 
@@ -24,6 +26,25 @@ class Endpoint:
     def url(self, host: str | None = None) -> str:
         shown = host or ("127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host)
         return f"{self.scheme}://{shown}:{self.port}"
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why robots could not be served on host:port on this machine, or None when it is free.
+
+    Checked before Ray starts. The replicas' own listeners set SO_REUSEPORT so that several replicas of a host share
+    the port, and the kernel would then also let them share it silently with another server already listening there
+    (a second `vla-ros serve`, a gRPC server), splitting the connections between the two.
+    """
+    error = bind_error(host, port)
+    if error is None:
+        return None
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use by another program; stop it or choose another --port"
+    if error.errno == errno.EACCES:
+        return f"port {port} needs privileges this user does not have; choose a port above 1023"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host} is not an address of this machine"
+    return f"cannot listen on {host}:{port}: {error.strerror}"
 
 
 class RunningServer:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from vla_ros.core.ports import bind_error
 from vla_ros.core.settings import Settings, one_of, setting
 
 VIEWER_MODES = ("auto", "web", "native", "file")
@@ -67,12 +67,8 @@ def display_available() -> bool:
 
 def port_in_use(port: int) -> bool:
     """True when something already listens on `port` (any local address)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError as exc:
-            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
-    return False
+    error = bind_error("0.0.0.0", port)
+    return error is not None and error.errno in (errno.EADDRINUSE, errno.EACCES)
 
 
 def resolve_mode(settings: ViewerSettings) -> str:
