@@ -125,3 +125,35 @@ def test_a_dead_teleop_node_holds_at_once_in_teleop_mode():
     gate.set_alive(TELEOP_LEASE, False, 0.1)
     assert gate.check_leases(0.1, 0.1, watching=True) is not None
     assert "liveliness" in gate.blocks["lease_teleop"]
+
+
+@pytest.mark.parametrize("anchor", ["measured", "target"])
+def test_each_policy_chunk_starts_from_the_measured_joints_unless_told_to_integrate_on(anchor):
+    """An arm following commands over their reach time trails its target; a chunk's deltas are meant from where the
+    frame shows the arm (BridgeData applies each delta to the measured pose), not from where the target ran to."""
+    loop = ControlLoop(ExecutorSettings(chunk_anchor=anchor, execute_steps=2), KINEMATICS)
+    loop.set_task(TASK)
+    loop.update_joint_positions(HOME_Q, now_mono=0.0)
+    forward = [[0.02, 0, 0, 0, 0, 0, 1]] * 8
+    loop.on_chunk(Kit.chunk(forward, 1.0), received_s=1.0)
+    first = loop.tick(1.0, 0.0).targets.arm
+    loop.update_joint_positions(HOME_Q, now_mono=0.2)  # the arm has not moved yet
+    within = loop.tick(1.2, 0.2).targets.arm  # the window's second step goes on from its target
+    assert float(np.abs(within - first).max()) > 1e-3
+    loop.update_joint_positions(HOME_Q, now_mono=0.4)
+    loop.on_chunk(Kit.chunk(forward, 1.4), received_s=1.4)
+    adopted = loop.tick(1.4, 0.4).targets.arm
+    if anchor == "measured":  # from home again: the first step's target
+        np.testing.assert_allclose(adopted, first, atol=1e-9)
+    else:  # a third step on from the target
+        assert float(np.abs(adopted - within).max()) > 1e-3
+
+
+def test_teleop_chunks_integrate_on_from_the_target_whatever_the_policys_anchor():
+    loop = loop_at_home(TELEOP)
+    assert loop.settings.chunk_anchor == "measured" and not loop.anchor_at_measured
+    loop.on_chunk(Kit.chunk([[0.02, 0, 0, 0, 0, 0, 1]], 1.0), received_s=1.0, source=TELEOP)
+    first = loop.tick(1.0, 0.0).targets.arm
+    loop.update_joint_positions(HOME_Q, now_mono=0.2)
+    loop.on_chunk(Kit.chunk([[0.02, 0, 0, 0, 0, 0, 1]], 1.2), received_s=1.2, source=TELEOP)
+    assert float(np.abs(loop.tick(1.2, 0.2).targets.arm - first).max()) > 1e-3

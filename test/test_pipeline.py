@@ -171,6 +171,7 @@ EXECUTOR_VARIANTS = {
     "blend": {"blend": True},
     "observe_after_window": {"observe_after_window": True},
     "one_step_windows": {"execute_steps": 1},
+    "integrate_on_from_the_target": {"chunk_anchor": "target"},
     "ten_hertz": {"control_rate": 10.0},
     "short_joint_timeout": {"joint_state_timeout": 0.05, "reanchor_after": 0.0},
 }

@@ -1,5 +1,7 @@
 """The scripted expert solves a small batch of every family through the graph's control loop and safety gate."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,14 @@ def test_interpolated_commands_ramp_the_targets_over_the_reach_time_and_the_expe
     for family in FAMILIES:
         run = expert_rollout(workcell, 1010, family=family, interpolate_commands=True, record=False)
         assert run.success, family
+
+
+def test_eval_records_the_executor_settings_from_its_graph_arguments(tmp_path):
+    from vla_ros.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["eval", "--policy", "expert", "--episodes", "2", "--split", "unseen", "--videos", "0", "--out",
+                 str(out), "--arg", "chunk_anchor:=target", "execute_steps:=2"]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["executor"]["chunk_anchor"] == "target" and summary["executor"]["execute_steps"] == 2
+    assert summary["interpolate_commands"] is False and summary["observation_age_s"] == 0.0

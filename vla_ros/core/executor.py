@@ -49,6 +49,11 @@ class ExecutorSettings(Settings):
         "frame taken during the window (the design's latency hiding).")
     observe_tolerance: float = setting(0.05, "With observe_after_window: how much earlier than the window's end a "
                                        "frame may be taken, s.", check=non_negative)
+    chunk_anchor: str = setting(
+        "measured", "Where the policy's deltas of each adopted chunk are applied from: measured (the joints measured "
+        "at the adopting tick, as BridgeData's controller applies each delta to the measured pose) or target (the "
+        "last commanded target: one continuous integration, which runs ahead of an arm that follows each command "
+        "over its reach time).", check=one_of("measured", "target"))
     max_chunks: int = setting(16, "Chunks kept for temporal ensembling.", check=positive)
     joint_state_timeout: float = setting(0.5, "Hold when the newest /joint_states is older than this, s.",
                                          check=positive)

@@ -53,6 +53,11 @@ class ControlLoop:
         self.hold_since: float | None = None
         self.mode = settings.control_mode
 
+    @property
+    def anchor_at_measured(self) -> bool:
+        """Whether each adopted chunk starts from the measured joints (the policy's chunks; teleop integrates on)."""
+        return self.settings.chunk_anchor == "measured" and self.mode == POLICY
+
     def set_mode(self, mode: str) -> bool:
         """Hand control to another chunk source; returns whether the mode changed.
 
@@ -112,7 +117,8 @@ class ControlLoop:
         fresh = self.joint_positions is not None and now_mono - self.joint_mono < self.settings.joint_state_timeout
         if step.hold or not fresh:
             return self._hold(step, step.reason if step.hold else "no fresh /joint_states", now_mono)
-        if not self.integrator.anchored:
+        adopted = step.arrival_margin_s is not None or step.first_chunk_wait_s is not None
+        if not self.integrator.anchored or (adopted and self.anchor_at_measured and not step.joint_targets):
             self.integrator.anchor(self.joint_positions)
         before = self.integrator.pose
         if step.joint_targets:  # absolute joint targets: no integration, the gate still checks every command
