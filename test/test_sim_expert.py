@@ -126,3 +126,14 @@ def test_eval_records_the_executor_settings_from_its_graph_arguments(tmp_path):
     summary = json.loads((out / "results.json").read_text())
     assert summary["executor"]["chunk_anchor"] == "target" and summary["executor"]["execute_steps"] == 2
     assert summary["interpolate_commands"] is False and summary["observation_age_s"] == 0.0
+
+
+def test_the_experts_episodes_do_not_depend_on_the_policys_chunk_anchor(workcell):
+    """The expert moves the commanded target itself, so its recorded episodes are the same whatever the graph's
+    `chunk_anchor` (the data set does not change with it), with commands followed over their reach time too."""
+    from vla_ros.core.executor import ExecutorSettings
+
+    runs = [expert_rollout(workcell, 1020, family="stack", interpolate_commands=True,
+                           executor=ExecutorSettings(chunk_anchor=anchor)) for anchor in ("measured", "target")]
+    assert runs[0].success and runs[0].steps == runs[1].steps
+    np.testing.assert_array_equal(np.stack(runs[0].actions), np.stack(runs[1].actions))

@@ -115,8 +115,12 @@ def expert_rollout(workcell: Workcell, seed: int, *, task: Task | None = None, f
                    safety: SafetySettings | None = None, max_steps: int = MAX_EPISODE_STEPS, record: bool = True,
                    on_step: Callable[[Observation, str], None] | None = None, watch=None,
                    interpolate_commands: bool = False) -> Rollout:
-    """The scripted expert, one action per tick (its label recorded; with `perturb`, a perturbed copy executed)."""
-    executor = replace(executor or ExecutorSettings(), execute_steps=1, blend=False)
+    """The scripted expert, one action per tick (its label recorded; with `perturb`, a perturbed copy executed).
+
+    The expert's deltas move the commanded target (it reads `workcell.ee_target`), so they integrate on from it
+    (`chunk_anchor="target"`): the recorded episodes do not depend on the executor's anchor for the policy.
+    """
+    executor = replace(executor or ExecutorSettings(), execute_steps=1, blend=False, chunk_anchor="target")
     return rollout(workcell, ExpertChunks(workcell, perturb), seed, task=task, family=family, executor=executor,
                    safety=safety, max_steps=max_steps, record=record, on_step=on_step, watch=watch,
                    interpolate_commands=interpolate_commands)
