@@ -97,7 +97,7 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal.SIGTERM)  # handled by `vla-ros serve` even where SIGINT is ignored
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from sessions import kill_session, session_members
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -42,12 +43,12 @@ class HeadlessChromium:
         if executable is None:
             raise FileNotFoundError("chromium is not installed (make setup installs it)")
         self.width, self.height = width, height
-        self.profile = tempfile.TemporaryDirectory(prefix="vla_ros_chromium_")
+        self.profile = tempfile.mkdtemp(prefix="vla_ros_chromium_")
         self.process = subprocess.Popen(
-            [executable, *FLAGS, f"--user-data-dir={self.profile.name}", "--remote-debugging-port=0",
+            [executable, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
              f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = Path(self.profile.name) / "DevToolsActivePort"
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        port_file = Path(self.profile) / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text().strip()):
             if time.monotonic() > deadline or self.process.poll() is not None:
@@ -140,7 +141,8 @@ class HeadlessChromium:
             time.sleep(1.0)
 
     def close(self) -> None:
-        self._sockets.close()
+        with contextlib.suppress(Exception):  # a socket to a crashed page may fail to close
+            self._sockets.close()
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -148,7 +150,12 @@ class HeadlessChromium:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.profile.cleanup()
+        # Its renderer, GPU and zygote processes can outlive it and still write into the profile.
+        deadline = time.monotonic() + 5
+        while session_members(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        kill_session(self.process.pid)
+        shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> "HeadlessChromium":
         return self
