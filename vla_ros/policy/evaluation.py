@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vla_ros.core.executor import ExecutorSettings
+from vla_ros.core.settings import as_dict
 from vla_ros.sim.tasks import FAILURE_MODES, FAMILIES, blocks_in_hand, failure_mode, offset_from_reference
 
 SPLITS = ("train", "paraphrase", "unseen", "requests")
@@ -253,9 +255,6 @@ def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, 
     summary["adapter"] = spec.adapter
     summary["observation_age_s"] = observation_age
     summary["interpolate_commands"] = interpolate_commands
-    from vla_ros.core.executor import ExecutorSettings  # noqa: PLC0415
-    from vla_ros.core.settings import as_dict  # noqa: PLC0415
-
     summary["executor"] = as_dict(spec.executor or ExecutorSettings())  # chunk_anchor, execute_steps, blend, …
     if out_dir is not None:
         write_results(out_dir, summary, results)
