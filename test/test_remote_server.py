@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,15 +109,32 @@ def observation(size=128, **extra) -> dict:
             "observation/state": np.zeros(7, np.float32), "prompt": TASK, **extra}
 
 
+def port_sockets(port: int) -> str:
+    """What `ss` shows on a port: its listeners (with their processes) and the connections to it."""
+    shown = subprocess.run(["ss", "-tanpe", f"( sport = :{port} or dport = :{port} )"], capture_output=True,
+                           text=True)
+    return shown.stdout.strip() or shown.stderr.strip()
+
+
 def connect(served: Served, key: str | None = None):
+    """A websocket to the server, as a robot opens one: a handshake that stalls is tried once more, as the robot's
+    client reconnects, and reported as a warning with what the port showed (a second stall fails the test)."""
     import ssl
 
     from websockets.sync.client import connect as ws_connect
 
     context = ssl.create_default_context(cafile=str(served.cert))
     headers = {"Authorization": f"Api-Key {key}"} if key else None
-    return ws_connect(served.url, ssl=context, additional_headers=headers, compression=None, max_size=None,
-                      proxy=None, open_timeout=10)
+    for attempt in (1, 2):
+        try:
+            return ws_connect(served.url, ssl=context, additional_headers=headers, compression=None,
+                              max_size=None, proxy=None, open_timeout=10)
+        except TimeoutError as exc:
+            seen = (f"{exc}; on the port:\n{port_sockets(int(served.url.rsplit(':', 1)[1]))}\nthe server's last "
+                    f"output: {''.join(served.output[-5:])}")
+            if attempt == 2:
+                raise TimeoutError(seen) from exc
+            warnings.warn(f"a handshake with the policy server stalled for 10 s; reconnecting. {seen}", stacklevel=2)
 
 
 def test_the_real_openpi_client_gets_metadata_and_action_chunks(server, monkeypatch):
