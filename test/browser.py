@@ -39,6 +39,9 @@ class HeadlessChromium:
     """A headless Chromium with a fresh profile; use as a context manager."""
 
     def __init__(self, width: int = 1600, height: int = 1000):
+        self._start(width, height)
+
+    def _start(self, width: int, height: int) -> None:
         executable = chromium_path()
         if executable is None:
             raise FileNotFoundError("chromium is not installed (make setup installs it)")
@@ -111,10 +114,12 @@ class HeadlessChromium:
         self.call("Page.navigate", url=url)
 
     def reopen(self) -> None:
-        """After the page's renderer went away (it can, under SwiftShader on busy cores): a fresh connection and load."""
-        self._sockets.close()
-        self._sockets, self._socket = contextlib.ExitStack(), None
-        self._page_socket(fresh=True)
+        """After the page went away (it can, under SwiftShader on busy cores): a fresh browser and load. A new tab or
+        a new DevTools connection to the old one answers every screenshot with "Not attached to an active page"."""
+        console = self.console
+        self.close()
+        self._start(self.width, self.height)
+        self.console = console
         self.open(self.url)
 
     def screenshot(self) -> np.ndarray:
@@ -126,15 +131,22 @@ class HeadlessChromium:
 
     def wait_for(self, ready: Callable[[np.ndarray], bool], timeout_s: float) -> tuple[np.ndarray, float]:
         """Screenshots every second until `ready` holds: (the last screenshot, seconds waited)."""
-        started, image = time.monotonic(), None
+        started, image, failing_since = time.monotonic(), None, None
         while True:
             try:
                 image = self.screenshot()
-            except Exception:  # noqa: BLE001 - a crashed or detached page: open it again, keep the deadline
-                if time.monotonic() - started > timeout_s:
+                failing_since = None
+            except Exception:  # noqa: BLE001 - a page not attached yet, or gone: wait, then open it again
+                # Right after a navigation the page answers "Not attached to an active page" for a fraction of a
+                # second; only a page that keeps failing is reloaded in a fresh browser.
+                now = time.monotonic()
+                if now - started > timeout_s:
                     raise
-                time.sleep(1.0)
-                self.reopen()
+                failing_since = failing_since or now
+                time.sleep(0.5)
+                if now - failing_since > 20:
+                    self.reopen()
+                    failing_since = None
                 continue
             if ready(image) or time.monotonic() - started > timeout_s:
                 return image, time.monotonic() - started
