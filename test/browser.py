@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from sessions import kill_session, session_members
+from sessions import kill_session
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -64,18 +64,13 @@ class HeadlessChromium:
         self._id = 0
         self.console: list[str] = []  # the page's console messages and uncaught errors, for a failing test to show
 
-    def _page_socket(self, fresh: bool = False):
+    def _page_socket(self):
         if self._socket is None:
             from websockets.sync.client import connect
 
-            if fresh:  # a new tab: the old one's renderer may be gone for good ("Not attached to an active page")
-                request = urllib.request.Request(f"http://127.0.0.1:{self.port}/json/new?about:blank", method="PUT")
-                with urllib.request.urlopen(request, timeout=10) as answer:
-                    page = json.loads(answer.read())
-            else:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=10) as answer:
-                    targets = json.loads(answer.read())
-                page = next(t for t in targets if t.get("type") == "page")
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=10) as answer:
+                targets = json.loads(answer.read())
+            page = next(t for t in targets if t.get("type") == "page")
             self._socket = self._sockets.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None,
                                                                open_timeout=10))
         return self._socket
@@ -162,11 +157,7 @@ class HeadlessChromium:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        # Its renderer, GPU and zygote processes can outlive it and still write into the profile.
-        deadline = time.monotonic() + 5
-        while session_members(self.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        kill_session(self.process.pid)
+        kill_session(self.process.pid, grace_s=5)  # its renderer, GPU and zygote processes may still write there
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> "HeadlessChromium":

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from vla_ros.graphs.probe import ProbeNode as RosProbe  # noqa: F401 - re-exported for the tests
 from vla_ros.graphs.processes import LaunchedGraph  # noqa: F401
-from sessions import kill_session, session_members  # noqa: F401 - re-exported for the tests
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,4 +20,3 @@ def run_cli(*arguments: str, timeout_s: float = 60.0) -> subprocess.CompletedPro
         text=True,
         timeout=timeout_s,
     )
-

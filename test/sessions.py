@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 
@@ -22,8 +23,11 @@ def session_members(session: int) -> list[int]:
     return members
 
 
-def kill_session(session: int) -> list[int]:
-    """SIGKILL every process left in a session; returns their pids."""
+def kill_session(session: int, grace_s: float = 0.0) -> list[int]:
+    """Give a session's processes `grace_s` to end by themselves, then SIGKILL those left; returns their pids."""
+    deadline = time.monotonic() + grace_s
+    while session_members(session) and time.monotonic() < deadline:
+        time.sleep(0.1)
     left = session_members(session)
     for pid in left:
         try:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_harness import kill_session, run_cli, session_members
+from ros_harness import run_cli
+from sessions import kill_session
 
 from vla_ros.core.ports import free_port
 from vla_ros.serving import protocol
@@ -77,10 +78,7 @@ class ServeProcess:
             self.process.wait(timeout=40)
         except subprocess.TimeoutExpired:
             pass
-        deadline = time.monotonic() + 15
-        while session_members(self.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        left = kill_session(self.process.pid)  # whatever is left of the server and the Ray cluster it started
+        left = kill_session(self.process.pid, grace_s=15)  # whatever is left of the server and its Ray cluster
         self.process.wait(timeout=10)
         shutil.rmtree(self.ray_dir, ignore_errors=True)
         return left
