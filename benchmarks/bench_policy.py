@@ -2,7 +2,8 @@
 
 Latency: one observation → one chunk of 8 action ids (CNN, prefix, 8 generated tokens; the
 instruction's MiniLM states are cached, as in the node) for HF `generate` without cache, our
-KV-cached torch path and onnxruntime. Writes runs/bench_policy/latency.json and latency.png.
+KV-cached torch path, onnxruntime and onnxruntime with int8 MatMul weights (`builtin-onnx-int8`). Writes
+runs/bench_policy/latency.json and latency.png; the CPU model is recorded with them.
 
 Fusion (--fusion-latency): the same chunk latency (onnxruntime and our torch path, one thread) for an
 untrained policy of the default size with each fusion (early, middle, late), with its parameter counts and
@@ -30,6 +31,17 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown" where there is none): latency depends on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
 
 def untrained_policy(directory: Path, **overrides) -> Path:
@@ -86,11 +98,12 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     policy_dir = args.policy or untrained_policy(args.out / "untrained_policy")
     rng = np.random.default_rng(0)
-    results: dict = {"policy": str(policy_dir), "repeats": args.repeats, "machine": "2-core x86-64 CPU, no GPU",
+    results: dict = {"policy": str(policy_dir), "repeats": args.repeats, "machine": f"2-core x86-64 CPU ({cpu_model()}), no GPU",
                      "rows": []}
     for threads in args.threads:
         torch_runner = PolicyRunner(policy_dir, "builtin-torch", threads=threads)
         onnx_runner = PolicyRunner(policy_dir, "builtin-onnx", threads=threads)
+        int8_runner = PolicyRunner(policy_dir, "builtin-onnx-int8", threads=threads)
         torch.set_num_threads(threads)
         size = torch_runner.config.image_size
         image = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
@@ -111,6 +124,8 @@ def main() -> int:
             "ours, KV cache (onnxruntime CPU)": lambda: onnx_runner.infer(image, instruction, joints, temperature=0),
             "ours + plan, KV cache (onnxruntime CPU)": lambda: onnx_runner.infer(image, instruction, joints,
                                                                                   plan=True, temperature=0),
+            "ours, KV cache (onnxruntime CPU, int8 weights)": lambda: int8_runner.infer(image, instruction, joints,
+                                                                                         temperature=0),
         }
         assert np.array_equal(hf_uncached(), torch_runner.infer(image, instruction, joints, temperature=0).tokens)
         for name, function in tqdm(cases.items(), desc=f"{threads} thread(s)"):
@@ -163,7 +178,7 @@ def fusion_table(repeats: int, train_steps: int, out: Path) -> int:
         if train_steps > 0:
             row["train_step_ms"] = training_step_ms(policy, train_steps)
         rows.append(row)
-    results = {"repeats": repeats, "train_steps": train_steps, "batch_size": 64, "machine": "2-core x86-64 CPU, no GPU",
+    results = {"repeats": repeats, "train_steps": train_steps, "batch_size": 64, "machine": f"2-core x86-64 CPU ({cpu_model()}), no GPU",
                "rows": rows}
     (out / "fusion.json").write_text(json.dumps(results, indent=2) + "\n")
     table = ("| fusion | prefix tokens | trained parameters | frozen parameters | onnxruntime p50 / p95 ms | "

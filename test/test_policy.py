@@ -358,6 +358,44 @@ def test_onnx_gives_the_same_tokens_as_torch_on_100_recorded_observations(worksp
     assert np.array_equal(plan_t.tokens, plan_o.tokens) and plan_t.plans == plan_o.plans
 
 
+def test_the_int8_backend_runs_int8_matmul_weights_and_keeps_most_chunks(workspace, runners):
+    """builtin-onnx-int8 quantizes the exported graphs at load: every product with a weight matrix (MatMul, Gemm)
+    becomes an int8 MatMulInteger (attention's activation products stay float), the graphs keep their metadata checks, and greedy chunks on
+    recorded observations mostly equal float32's."""
+    import onnx
+
+    from vla_ros.policy.onnx_export import quantized_graph
+
+    policy_dir = workspace["root"] / "policy"
+    for name in ("prefix.onnx", "step.onnx"):
+        original = onnx.load(str(policy_dir / "onnx" / name))
+        quantized = onnx.load_from_string(quantized_graph(policy_dir / "onnx" / name))
+        weights = {init.name for init in original.graph.initializer}
+        weight_matmuls = sum(n.op_type in ("MatMul", "Gemm") and n.input[1] in weights for n in original.graph.node)
+        integer = [n for n in quantized.graph.node if n.op_type == "MatMulInteger"]
+        assert weight_matmuls > 0 and len(integer) == weight_matmuls, name
+        int8 = {init.name for init in quantized.graph.initializer if init.data_type == onnx.TensorProto.INT8}
+        assert all(n.input[1] in int8 for n in integer), name
+        kept = {p.key: p.value for p in quantized.metadata_props}
+        assert all(kept.get(p.key) == p.value for p in original.metadata_props), kept
+    _, float_runner = runners
+    # the node's setting takes it, and its policy source (the vla_policy node's, serving's) runs it
+    from dataclasses import replace
+
+    from vla_ros.core.stages.policy import PolicySettings
+    from vla_ros.policy.sources import load_token_source
+
+    source = load_token_source(replace(PolicySettings(), backend="builtin-onnx-int8", model_path=str(policy_dir)))
+    int8_runner = source.runner
+    assert int8_runner.session.int8 and not float_runner.session.int8
+    assert sorted(p.name for p in (policy_dir / "onnx").iterdir()) == ["prefix.onnx", "step.onnx"]  # nothing written
+    images, instructions, joints = recorded_observations(workspace["episodes"], 100)
+    expected = float_runner.infer(images, instructions, joints, temperature=0).tokens
+    got = int8_runner.infer(images, instructions, joints, temperature=0).tokens
+    assert got.shape == expected.shape and got.min() >= 0 and got.max() < workspace["tokenizer"].vocab_size
+    assert np.mean(got[:, 0] == expected[:, 0]) >= 0.8, np.mean(got[:, 0] == expected[:, 0])
+
+
 def test_onnx_export_of_other_weights_is_refused(workspace, tmp_path):
     import shutil
 

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 from vla_ros.commands.argument_types import check_training_paths, non_negative_float, non_negative_int, positive_int
+from vla_ros.core.stages.policy import LOCAL_BACKENDS as BACKENDS
 from vla_ros.policy.configuration_vla import FUSIONS, TEXT_ENCODER_LAYERS
 from vla_ros.sim.settings import SCENES
 
 SPLITS = ("train", "paraphrase", "unseen", "requests")  # vla_ros.policy.evaluation.SPLITS (not imported: --help stays fast)
-BACKENDS = ("builtin-torch", "builtin-onnx")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -9,8 +9,7 @@ import argparse
 from pathlib import Path
 
 from vla_ros.commands.argument_types import non_negative_float, positive_float, positive_int
-
-SERVED_BACKENDS = ("builtin-torch", "builtin-onnx", "episode")
+from vla_ros.serving.backends import SERVED_BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--policy", type=Path, required=True,
                        help="policy directory (from 'vla-ros train', e.g. models/policy/vla)")
     serve.add_argument("--backend", choices=SERVED_BACKENDS, default="builtin-torch",
-                       help="how the policy runs: builtin-torch (CUDA when present), builtin-onnx, or episode (a "
+                       help="how the policy runs: builtin-torch (CUDA when present), builtin-onnx, builtin-onnx-int8 "
+                            "(int8 MatMul weights, faster on CPU), or episode (a "
                             "recorded episode through --tokenizer, for tests) (default builtin-torch)")
     serve.add_argument("--adapter", type=Path, default=None,
                        help="LoRA adapter directory (`vla-ros finetune`) trained on --policy, merged at load")

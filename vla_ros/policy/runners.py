@@ -1,4 +1,5 @@
-"""Observation → action tokens, one interface over the backends: `builtin-torch` and `builtin-onnx`.
+"""Observation → action tokens, one interface over the backends: `builtin-torch`, `builtin-onnx` and
+`builtin-onnx-int8` (the ONNX graphs with int8 MatMul weights).
 
 The evaluation and the `vla_policy` node call `infer(images, instructions, joint_pos)`; the
 instruction encoder (torch, cached per string) is shared by both backends.
@@ -10,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vla_ros.core.stages.policy import LOCAL_BACKENDS as BACKENDS
 from vla_ros.policy.generation import GeneratedChunk, decode
 from vla_ros.policy.modeling_vla import PolicyLoadError
-
-BACKENDS = ("builtin-torch", "builtin-onnx")
 
 
 class PolicyRunner:
@@ -55,7 +55,7 @@ class PolicyRunner:
 
             self.generator = None
             self.session = OnnxPolicySession(policy_dir, self.config.tokenizer_identity, threads=threads,
-                                             adapter_dir=self.adapter)
+                                             adapter_dir=self.adapter, int8=backend == "builtin-onnx-int8")
 
     @property
     def identity(self) -> str:

@@ -1,6 +1,6 @@
 """A local policy answering batches of observations with continuous chunks (and their tokens): what a server runs.
 
-Any local backend (`builtin-torch` on the GPU when present, `builtin-onnx`, `episode`) through the same policy
+Any local backend (`builtin-torch` on the GPU when present, `builtin-onnx`, `builtin-onnx-int8`, `episode`) through the same policy
 sources the graph's vla_policy uses (`vla_ros.policy.sources`); the tokens are decoded with the policy's own
 tokenizer, so a reply carries both the chunk [8, 7] and the 8 tokens it came from. Requests of one batch that
 share sampling settings run as one forward pass. No Ray and no network here: `vla_ros.serving.deployment` puts
@@ -19,9 +19,8 @@ from vla_ros.core.action_chunks import EE_DELTA
 from vla_ros.core.preprocess import center_crop_resize
 from vla_ros.core.stages.policy import PolicySettings
 from vla_ros.serving import protocol
+from vla_ros.serving.backends import SERVED_BACKENDS
 from vla_ros.serving.protocol import Observation
-
-SERVED_BACKENDS = ("builtin-torch", "builtin-onnx", "episode")
 
 
 def pick_device(requested: str = "auto") -> str:

@@ -26,7 +26,9 @@ from vla_ros.core.settings import CONTROL_PERIOD_S, CONTROL_RATE_HZ, Settings, n
 from vla_ros.core import scheduling
 from vla_ros.robot.wx250s import ARM_JOINTS, joint_values
 
-POLICY_BACKENDS = ("builtin-torch", "builtin-onnx", "episode", "remote")
+# The policy runs in this process: torch, onnxruntime, or onnxruntime with int8 MatMul weights (docs/policy.md, "ONNX").
+LOCAL_BACKENDS = ("builtin-torch", "builtin-onnx", "builtin-onnx-int8")
+POLICY_BACKENDS = (*LOCAL_BACKENDS, "episode", "remote")
 REMOTE_REPLIES = ("actions", "tokens")
 
 
@@ -39,7 +41,8 @@ class PolicySettings(Settings):
     """vla_policy's settings."""
 
     backend: str = setting("builtin-torch", "Policy source: builtin-torch, builtin-onnx (onnxruntime, CUDA when "
-                           "present), episode (a recorded episode's actions through the tokenizer) or remote (an "
+                           "present), builtin-onnx-int8 (onnxruntime with the MatMul weights quantized to int8 at "
+                           "load; faster on CPU), episode (a recorded episode's actions through the tokenizer) or remote (an "
                            "openpi-compatible policy server at policy_url; no local model).",
                            check=one_of(*POLICY_BACKENDS))
     model_path: str = setting("models/policy/vla", "Policy directory from 'vla-ros train'; relative paths are "
