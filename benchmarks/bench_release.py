@@ -35,8 +35,6 @@ from tqdm import tqdm  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STACK_INDEX = 2  # episode i of an evaluation is family FAMILIES[i % 4]: pick, place, stack, push
-
 
 class ReleaseProbe:
     """Hooks into `EpisodeWorker.run` (the interface of the live view): watches the hand every tick."""
@@ -65,7 +63,7 @@ class ReleaseProbe:
             frame = workcell.observe(render=True)
             estimate = self._grounded_reference(frame.image, joints)
             truth = world.objects[task.reference].pos[:2]
-            self.release = {"offset_m": offset.tolist(), "estimate_error_m": (estimate - truth).tolist()}
+            self.release = (offset, estimate - truth)  # metres, table x, y
 
     def end_episode(self, result) -> None:
         self.result = result
@@ -84,7 +82,7 @@ class ReleaseProbe:
                "success": result.success, "failure": result.failure, "first_frame_error_mm": self.first_error * 1e3,
                "released": self.release is not None}
         if self.release is not None:
-            offset, error = np.array(self.release["offset_m"]), np.array(self.release["estimate_error_m"])
+            offset, error = self.release
             row.update(release_offset_mm=float(np.linalg.norm(offset) * 1e3),
                        release_error_mm=float(np.linalg.norm(error) * 1e3),
                        same_direction=float(offset @ error / max(1e-9, np.linalg.norm(offset) * np.linalg.norm(error))))
@@ -118,6 +116,7 @@ def main() -> int:
     from vla_ros.graphs.pipeline import pipeline_settings
     from vla_ros.policy.evaluation import EpisodeWorker, EvaluationSpec
     from vla_ros.policy.runners import PolicyRunner
+    from vla_ros.sim.tasks import FAMILIES
 
     out = args.out or REPO / "runs" / "bench_release" / args.policy.name
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +129,7 @@ def main() -> int:
     rows = []
     try:
         for k in tqdm(range(args.episodes), desc="stacking releases"):
-            worker.run(4 * k + STACK_INDEX, view=probe)
+            worker.run(len(FAMILIES) * k + FAMILIES.index("stack"), view=probe)  # episode i: FAMILIES[i % 4]
             rows.append(probe.row())
     finally:
         worker.close()

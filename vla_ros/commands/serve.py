@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from vla_ros.commands.argument_types import non_negative_float, positive_float, positive_int
-from vla_ros.serving.backends import SERVED_BACKENDS
+from vla_ros.core.stages.policy import SERVED_BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

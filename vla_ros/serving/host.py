@@ -17,9 +17,8 @@ import numpy as np
 
 from vla_ros.core.action_chunks import EE_DELTA
 from vla_ros.core.preprocess import center_crop_resize
-from vla_ros.core.stages.policy import PolicySettings
+from vla_ros.core.stages.policy import SERVED_BACKENDS, PolicySettings
 from vla_ros.serving import protocol
-from vla_ros.serving.backends import SERVED_BACKENDS
 from vla_ros.serving.protocol import Observation
 
 

@@ -29,6 +29,7 @@ from vla_ros.robot.wx250s import ARM_JOINTS, joint_values
 # The policy runs in this process: torch, onnxruntime, or onnxruntime with int8 MatMul weights (docs/policy.md, "ONNX").
 LOCAL_BACKENDS = ("builtin-torch", "builtin-onnx", "builtin-onnx-int8")
 POLICY_BACKENDS = (*LOCAL_BACKENDS, "episode", "remote")
+SERVED_BACKENDS = (*LOCAL_BACKENDS, "episode")  # what `vla-ros serve` can run (a server is never remote itself)
 REMOTE_REPLIES = ("actions", "tokens")
 
 
