@@ -204,6 +204,31 @@ def test_a_policy_with_instruction_queries_trains_round_trips_and_exports_to_onn
     assert blanked.tokens.shape == (2, policy.config.tokens_per_chunk)  # no word pieces: zero pools, no NaN
 
 
+def test_generated_share_sets_how_often_a_sample_reads_a_generated_request(workspace):
+    """--generated-share p: a generated request with probability p, else a training phrasing; without it every
+    phrasing is drawn alike, exactly as before the option (same random stream)."""
+    from vla_ros.policy.training_data import build_training_set, draw_phrasings, training_phrasings
+
+    policy = VLAPolicy.from_pretrained(workspace["root"] / "policy")
+    data = build_training_set(workspace["episodes"], policy.tokenizer, policy.vocab, extra=True, generated=8)
+    episodes = np.repeat(np.arange(len(data.phrasings)), 1000)
+    for episode, options in enumerate(data.phrasings):
+        lead = len(training_phrasings(workspace["episodes"][episode].instruction, extra=True))
+        assert data.leading[episode] == lead and len(options) == lead + 8
+    generated = {index for episode, options in enumerate(data.phrasings) for index in options[data.leading[episode]:]}
+
+    def share(drawn):
+        return np.isin(drawn, list(generated)).mean()
+
+    assert share(draw_phrasings(data, episodes, np.random.default_rng(0), 1.0)) == 1.0
+    assert share(draw_phrasings(data, episodes, np.random.default_rng(0), 0.0)) == 0.0
+    assert 0.22 < share(draw_phrasings(data, episodes, np.random.default_rng(0), 0.25)) < 0.28
+    alike = draw_phrasings(data, episodes, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    assert np.array_equal(alike, [data.phrasings[e][rng.integers(len(data.phrasings[e]))] for e in episodes])
+    assert share(alike) > 0.5  # 8 generated requests against 4-6 training phrasings per task
+
+
 def test_role_labels_point_at_the_words_naming_each_role_in_any_word_order():
     from transformers import AutoTokenizer
 

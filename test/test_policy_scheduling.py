@@ -95,6 +95,25 @@ def test_extra_training_phrasings_are_in_the_recipe_and_add_no_held_out_phrasing
     assert not set(extra) & all_instructions("heldout")
 
 
+def test_the_train_command_passes_the_generated_share_and_refuses_it_without_requests(monkeypatch, tmp_path):
+    import vla_ros.commands.policy as commands
+    import vla_ros.policy.training as training
+    from vla_ros.cli import main
+
+    recipes = []
+    monkeypatch.setattr(commands, "check_training_paths", lambda *args: None)
+    monkeypatch.setattr(training, "train_policy", lambda data, tokenizer, out, recipe, overrides, **_:
+                        recipes.append(recipe) or {"written": False})
+    base = ["train", "--data", str(tmp_path), "--tokenizer", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert main(base + ["--generated-phrasings", "32", "--generated-share", "0.3"]) == 0
+    assert main(base + ["--generated-phrasings", "32"]) == 0
+    assert [(r.generated_phrasings, r.generated_share) for r in recipes] == [(32, 0.3), (32, None)]
+    with pytest.raises(SystemExit, match="--generated-share needs --generated-phrasings"):
+        main(base + ["--generated-share", "0.3"])
+    with pytest.raises(SystemExit):  # argparse: not a share
+        main(base + ["--generated-phrasings", "32", "--generated-share", "1.5"])
+
+
 def test_terse_variants_only_delete_words_of_the_training_phrasings():
     from vla_ros.sim.tasks import all_instructions
 

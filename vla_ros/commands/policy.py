@@ -11,7 +11,8 @@ import os
 import time
 from pathlib import Path
 
-from vla_ros.commands.argument_types import check_training_paths, non_negative_float, non_negative_int, positive_int
+from vla_ros.commands.argument_types import (check_training_paths, non_negative_float, non_negative_int, positive_int,
+                                             unit_float)
 from vla_ros.core.stages.policy import LOCAL_BACKENDS as BACKENDS
 from vla_ros.policy.configuration_vla import FUSIONS, TEXT_ENCODER_LAYERS
 from vla_ros.sim.settings import SCENES
@@ -66,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="also paraphrase with N requests per task from the training request generator "
                             "(vla_ros/sim/requests.py: questions, polite requests, shorthand, other verbs and nouns; "
                             f"never the held-out generator's words) (default {defaults.generated_phrasings})")
+    train.add_argument("--generated-share", type=unit_float, default=defaults.generated_share, metavar="P",
+                       help="with --generated-phrasings: give a sample a generated request with probability P and "
+                            "one of the training phrasings otherwise (default: drawn alike from both, so each "
+                            "training phrasing becomes rarer the more requests are generated)")
     train.add_argument("--model", default="{}",
                        help="JSON of model overrides, e.g. '{\"hidden_size\": 128, \"num_layers\": 2}'")
     train.add_argument("--fusion", choices=FUSIONS, default=None,
@@ -159,6 +164,9 @@ def _train(args: argparse.Namespace) -> int:
     if not args.tokenizer.is_dir():
         raise SystemExit(f"vla-ros train: --tokenizer {args.tokenizer} is not a directory; give a saved tokenizer "
                          f"such as models/tokenizers/vqvae")
+    if args.generated_share is not None and not args.generated_phrasings:
+        raise SystemExit("vla-ros train: --generated-share needs --generated-phrasings N (N > 0): there are no "
+                         "generated requests to share the samples with")
     for data in args.data:
         check_training_paths("train", data, args.out)
     try:
@@ -171,7 +179,8 @@ def _train(args: argparse.Namespace) -> int:
     recipe = TrainRecipe(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                          threads=args.threads, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                          paraphrase=not args.no_paraphrase, terse=args.terse,
-                         extra_phrasings=args.extra_phrasings, generated_phrasings=args.generated_phrasings)
+                         extra_phrasings=args.extra_phrasings, generated_phrasings=args.generated_phrasings,
+                         generated_share=args.generated_share)
     try:
         data = args.data[0] if len(args.data) == 1 else args.data
         report = train_policy(data, args.tokenizer, args.out, recipe, overrides, resume=not args.restart,

@@ -21,6 +21,9 @@ class TrainRecipe:
     extra_phrasings: bool = True  # also the EXTRA_TRAIN_TEMPLATES phrasings (sim/tasks.py); shipped since policy v5
     terse: bool = False  # also the training phrasings without "the" / "block" (training_data.terse_variants)
     generated_phrasings: int = 0  # also this many requests per task from the training request generator (sim.requests)
+    # None: a sample's phrasing is drawn alike from the training phrasings and the generated requests; p in [0, 1]:
+    # a generated request with probability p (where the task has any), else one of the training phrasings
+    generated_share: float | None = None
     chunk_loss_weight: float = 1.0  # auxiliary regression of the normalized chunk (training only)
     grounding_loss_weight: float = 1.0  # auxiliary regression of the named objects' table positions
     role_loss_weight: float = 1.0  # instruction pools → the words naming the roles (only with film_queries ≥ 1)

@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from vla_ros.policy.modeling_vla import VLAPolicy, new_policy
 from vla_ros.policy.recipe import TrainRecipe
-from vla_ros.policy.training_data import IGNORE, TrainingSet, build_training_set, sequences, shift_images
+from vla_ros.policy.training_data import (IGNORE, TrainingSet, build_training_set, draw_phrasings, sequences,
+                                         shift_images)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 REPORT_FILE = "training_report.json"
@@ -89,7 +90,7 @@ def make_batch(data: TrainingSet, text: TextTable, index: np.ndarray, vocab, rec
     dropout, plan mode) only when `train`."""
     episodes = data.episode[index]
     if train:
-        phrasing = np.array([data.phrasings[e][rng.integers(len(data.phrasings[e]))] for e in episodes])
+        phrasing = draw_phrasings(data, episodes, rng, recipe.generated_share)
         with_plan = rng.random(len(index)) < recipe.plan_fraction
         present = (rng.random(len(index)) >= recipe.proprio_dropout).astype(np.float32)
     else:

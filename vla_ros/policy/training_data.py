@@ -190,6 +190,8 @@ class TrainingSet:
     phrasings: list[list[int]]  # per episode: indices into `instructions`
     instructions: list[str]
     role_words: list[tuple[str, str]] | None = None  # per instruction: words naming the moved block, the reference
+    # per episode: how many of its phrasings lead (the training phrasings); the rest are generated requests
+    leading: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -204,7 +206,7 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
     `frames` reads the episodes' frames (`Hdf5Frames`); without it they come from the episodes' `images`."""
     from vla_ros.tokenizers.chunking import chunks_from_episode
 
-    images, joints, tokens, normalized, plans, owner, phrasings = [], [], [], [], [], [], []
+    images, joints, tokens, normalized, plans, owner, phrasings, leading = [], [], [], [], [], [], [], []
     places, place_mask = [], []
     instructions: dict[str, int] = {}
     role_words: dict[str, tuple[str, str]] = {}
@@ -233,6 +235,8 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
         for text, roles in texts:
             role_words.setdefault(text, roles)
         phrasings.append([instructions.setdefault(text, len(instructions)) for text, _ in texts])
+        leading.append(len(training_phrasings(episode.instruction, terse, extra)) if paraphrase and generated
+                       else len(texts))
     frames = frames if frames is not None else EpisodeFrames(images)
     if len(frames) != sum(len(e.actions) for e in episodes):
         raise ValueError(f"the frames hold {len(frames)} samples, the episodes' actions "
@@ -242,7 +246,29 @@ def build_training_set(episodes, tokenizer, vocab: Vocabulary, paraphrase: bool 
         chunks=np.concatenate(normalized).astype(np.float32),
         plans=np.asarray(plans, np.int64), places=np.concatenate(places).astype(np.float32),
         place_mask=np.concatenate(place_mask).astype(np.float32), episode=np.concatenate(owner), phrasings=phrasings,
-        instructions=list(instructions), role_words=[role_words[text] for text in instructions])
+        instructions=list(instructions), role_words=[role_words[text] for text in instructions], leading=leading)
+
+
+def draw_phrasings(data: TrainingSet, episodes: np.ndarray, rng: np.random.Generator,
+                   generated_share: float | None = None) -> np.ndarray:
+    """One phrasing per sample of `episodes` (indices into `data.instructions`).
+
+    `generated_share` None: drawn alike from all of the episode's phrasings. A share p: a generated request with
+    probability p where the episode has any, otherwise one of its training phrasings, so that adding more
+    generated requests does not make each training phrasing rarer.
+    """
+    drawn = np.empty(len(episodes), np.int64)
+    for row, episode in enumerate(episodes):
+        options = data.phrasings[episode]
+        if generated_share is None or data.leading is None:
+            drawn[row] = options[rng.integers(len(options))]
+            continue
+        lead = data.leading[episode]
+        if lead < len(options) and rng.random() < generated_share:
+            drawn[row] = options[lead + rng.integers(len(options) - lead)]
+        else:
+            drawn[row] = options[rng.integers(lead)]
+    return drawn
 
 
 def sequences(tokens: np.ndarray, plans: np.ndarray, with_plan: np.ndarray, vocab: Vocabulary
