@@ -24,8 +24,8 @@ At the shipped model's budget (4000 episodes recorded with the graph's command f
 70-85 min of training per run on the 2-core CPU):
 
     vla-ros data generate --episodes 4000 --out data/sim_v6 --seed 0 --workers 2 --noise 0.015 --interpolate-commands
-    python benchmarks/bench_fusion.py --data data/sim_v6 --steps 10000 --episodes 400 --out runs/fusion_full \\
-        --rows unseen paraphrase requests blank
+    python benchmarks/bench_fusion.py --data data/sim_v6 --steps 10000 --episodes 400 --blank-episodes 100 \\
+        --out runs/fusion_full --rows unseen paraphrase requests blank
 """
 
 from __future__ import annotations
