@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--image-size", type=positive_int, default=128, help="camera image size in pixels (default 128)")
     gen.add_argument("--camera", default="over_shoulder", choices=("over_shoulder", "front", "wrist"),
                      help="camera to record (default over_shoulder, like BridgeData's)")
+    gen.add_argument("--extra-camera", dest="extra_cameras", action="append", default=[],
+                     choices=("over_shoulder", "front", "wrist"), metavar="CAMERA",
+                     help="also record this camera beside --camera, as obs/CAMERA_image (repeatable; e.g. wrist for "
+                          "a policy with a second view, docs/policy.md)")
     gen.add_argument("--scene", default="default", choices=SCENES,
                      help="set-up shift of the workcell (docs/sim.md): default, camera_shift (over_shoulder moved "
                           "8 cm and turned 7°) or appearance (table colour, lighting, block shades); recorded in the "
@@ -122,12 +126,16 @@ def _generate(args: argparse.Namespace) -> int:
     if args.bags and (args.out / "bags").exists() and not args.force:
         raise SystemExit(f"vla-ros data generate: {args.out / 'bags'} already exists; "
                          f"choose another --out or pass --force to replace it")
+    if args.camera in args.extra_cameras or len(set(args.extra_cameras)) != len(args.extra_cameras):
+        raise SystemExit(f"vla-ros data generate: --extra-camera {' '.join(args.extra_cameras)} repeats a camera "
+                         f"(--camera is {args.camera})")
     try:
         summary = generate_dataset(args.out, args.episodes, seed=args.seed, workers=args.workers,
                                    image_size=args.image_size, camera=args.camera, split=args.split,
                                    max_steps=args.max_steps, bags=args.bags, bag_storage=args.bag_storage,
                                    noise=args.noise, noisy_share=args.noisy_share, ray_address=args.ray,
-                                   scene=args.scene, interpolate_commands=args.interpolate_commands)
+                                   scene=args.scene, interpolate_commands=args.interpolate_commands,
+                                   extra_cameras=tuple(args.extra_cameras))
     except ConnectionError as exc:
         raise SystemExit(f"vla-ros data generate: --ray: {exc}")
     print(f"wrote {summary['path']}: {summary['episodes']} episodes, {summary['successful']} successful "

@@ -59,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also paraphrase with N requests per task from the training request generator "
                              "(vla_ros/sim/requests.py), to adapt a policy to how people ask "
                              f"(default {recipe.generated_phrasings})")
+    parser.add_argument("--add-camera", action="append", default=[], metavar="CAMERA",
+                        help="with --full: the policy also reads this camera (repeatable), recorded in the data "
+                             "with 'vla-ros data generate --extra-camera CAMERA'; its view starts from the "
+                             "primary view's position embeddings (docs/policy.md, \"A second view\")")
     parser.add_argument("--no-onnx", action="store_true", help="skip writing the merged ONNX graphs")
     parser.add_argument("--restart", action="store_true", help="ignore an existing OUT/checkpoint.pt")
     parser.set_defaults(func=_finetune)
@@ -87,7 +91,8 @@ def _finetune(args: argparse.Namespace) -> int:
     try:
         data = args.data[0] if len(args.data) == 1 else args.data
         report = finetune_policy(args.policy, data, args.out, spec, recipe, episodes=args.episodes,
-                                 resume=not args.restart, workers=args.workers, export_onnx=not args.no_onnx)
+                                 resume=not args.restart, workers=args.workers, export_onnx=not args.no_onnx,
+                                 add_cameras=tuple(args.add_camera))
     except PolicyLoadError as exc:
         raise SystemExit(f"vla-ros finetune: --policy {args.policy}: {exc}")
     except (ValueError, FileNotFoundError) as exc:

@@ -35,3 +35,19 @@ def frame_age_problem(age_s: float, max_age_s: float) -> str | None:
     if age_s < -max_age_s:
         return f"frame stamp lies {-age_s:.3f} s in the future; is the camera clock synchronised?"
     return None
+
+
+def compose_views(primary: np.ndarray, cameras: dict[str, np.ndarray], names: tuple[str, ...] | list[str],
+                  size: int) -> np.ndarray:
+    """The frame a policy with extra cameras reads: the primary view, then each camera in `names`, every one
+    centre-cropped and resized to `size`, side by side: uint8 [size, size × (1 + len(names)), 3].
+
+    A missing camera is an error naming it (a policy never runs with a view left blank)."""
+    missing = [name for name in names if name not in cameras or cameras[name] is None]
+    if missing:
+        have = ", ".join(sorted(cameras)) or "none"
+        raise ValueError(f"the policy reads the camera(s) {', '.join(missing)} beside the primary one; "
+                         f"this observation has {have}")
+    views = [primary, *(cameras[name] for name in names)]
+    return np.concatenate([view if view.shape[:2] == (size, size) else center_crop_resize(view, size)
+                           for view in views], 1)

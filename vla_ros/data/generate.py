@@ -42,10 +42,11 @@ class DemoRecorder:
 
     def __init__(self, image_size: int, camera: str, split: str, max_steps: int,
                  noise: tuple[float, float, int] = (0.0, 0.0, 0), scene: str = "default",
-                 interpolate_commands: bool = False):
+                 interpolate_commands: bool = False, extra_cameras: tuple[str, ...] = ()):
         from vla_ros.sim.workcell import Workcell
 
-        self.workcell = Workcell(image_size=image_size, camera=camera, render=True, split=split, scene=scene)
+        self.workcell = Workcell(image_size=image_size, camera=camera, render=True, split=split, scene=scene,
+                                 extra_cameras=tuple(extra_cameras))
         self.max_steps, self.noise, self.interpolate_commands = max_steps, noise, interpolate_commands
 
     def record(self, index: int, episode_seed: int, family: str):
@@ -74,11 +75,11 @@ def _store(data, index: int, record, bags_dir: Path | None, bag_storage: str) ->
 def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, camera: str, split: str,
                  max_steps: int, progress=None, bags_dir: Path | None = None, bag_storage: str = "mcap",
                  noise: tuple[float, float, int] = (0.0, 0.0, 0), recordings=None, scene: str = "default",
-                 interpolate_commands: bool = False) -> None:
+                 interpolate_commands: bool = False, extra_cameras: tuple[str, ...] = ()) -> None:
     """Write `plan`'s episodes to `path`; `recordings` (an iterator of Rollouts in plan order) replaces recording
     them here (a Ray run)."""
     recorder = None if recordings is not None else DemoRecorder(image_size, camera, split, max_steps, noise, scene,
-                                                                interpolate_commands)
+                                                                interpolate_commands, extra_cameras)
     if recordings is None:
         recordings = (recorder.record(*entry) for entry in plan)
     try:
@@ -94,10 +95,10 @@ def _write_shard(path: Path, plan: list[tuple[int, int, str]], image_size: int, 
 
 
 def _shard_worker(path: str, plan, image_size, camera, split, max_steps, queue, bags_dir, bag_storage, noise,
-                  scene, interpolate_commands) -> None:
+                  scene, interpolate_commands, extra_cameras) -> None:
     _write_shard(Path(path), plan, image_size, camera, split, max_steps, progress=queue.put,
                  bags_dir=None if bags_dir is None else Path(bags_dir), bag_storage=bag_storage, noise=noise,
-                 scene=scene, interpolate_commands=interpolate_commands)
+                 scene=scene, interpolate_commands=interpolate_commands, extra_cameras=extra_cameras)
 
 
 def episode_bag_name(index: int) -> str:
@@ -108,7 +109,8 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
                      camera: str = "over_shoulder", split: str = "train", max_steps: int = 80,
                      show_progress: bool = True, bags: bool = False, bag_storage: str = "mcap",
                      noise: float = 0.0, noisy_share: float = 0.75, ray_address: str | None = None,
-                     scene: str = "default", interpolate_commands: bool = False) -> dict:
+                     scene: str = "default", interpolate_commands: bool = False,
+                     extra_cameras: tuple[str, ...] = ()) -> dict:
     """Write DIR/dataset.hdf5, DIR/generation.json and DIR/preview.png; returns the summary.
 
     `scene` is a set-up shift of the workcell (`vla_ros.sim.scenes`), recorded in env_args' env_kwargs.
@@ -121,13 +123,22 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
     With `bags`, every episode is also written as a rosbag2 bag DIR/bags/episode_NNNNNN
     (see `vla_ros.bags.episodes`); an existing DIR/bags is replaced.
 
+    `extra_cameras` (e.g. ("wrist",)) are recorded beside `camera` as obs/<name>_image, named in each demo's
+    attrs extra_cameras and in env_args' env_kwargs (a policy with a second view trains on them).
+
     With `ray_address` (a cluster's address, 'auto', or 'local' for a new local one) the episodes run as Ray tasks
     instead of `workers` local processes; the data set is the same.
     """
     from tqdm import tqdm
 
-    from vla_ros.sim.settings import SCENES
+    from vla_ros.sim.settings import CAMERAS, SCENES
 
+    extra_cameras = tuple(extra_cameras)
+    for name in (camera, *extra_cameras):
+        if name not in CAMERAS:
+            raise ValueError(f"camera {name!r} is not one of {', '.join(CAMERAS)}")
+    if camera in extra_cameras or len(set(extra_cameras)) != len(extra_cameras):
+        raise ValueError(f"extra cameras {list(extra_cameras)} repeat a camera (the primary one is {camera!r})")
     if scene not in SCENES:
         raise ValueError(f"scene {scene!r} is not one of {', '.join(SCENES)}")
     out_dir = Path(out_dir)
@@ -158,7 +169,7 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
         tmp = target.with_suffix(".partial")
         with ray_cluster(ray_address):
             recordings = ordered_results(DemoRecorder, (image_size, camera, split, max_steps, noise_spec, scene,
-                                                        interpolate_commands), plan, method="record")
+                                                        interpolate_commands, extra_cameras), plan, method="record")
             _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick, bags_dir=bags_dir,
                          bag_storage=bag_storage, noise=noise_spec, recordings=recordings, scene=scene)
         tmp.replace(target)
@@ -166,7 +177,8 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
     elif workers == 1:
         tmp = target.with_suffix(".partial")
         _write_shard(tmp, plan, image_size, camera, split, max_steps, progress=tick, bags_dir=bags_dir,
-                     bag_storage=bag_storage, noise=noise_spec, scene=scene, interpolate_commands=interpolate_commands)
+                     bag_storage=bag_storage, noise=noise_spec, scene=scene, interpolate_commands=interpolate_commands,
+                     extra_cameras=extra_cameras)
         tmp.replace(target)
     else:
         shard_dir = out_dir / ".shards"
@@ -178,7 +190,7 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
         processes = [context.Process(target=_shard_worker,
                                      args=(str(p), [plan[i] for i in chunk], image_size, camera, split, max_steps,
                                            queue, None if bags_dir is None else str(bags_dir), bag_storage,
-                                           noise_spec, scene, interpolate_commands))
+                                           noise_spec, scene, interpolate_commands, extra_cameras))
                      for p, chunk in zip(shard_paths, chunks)]
         for process in processes:
             process.start()
@@ -206,7 +218,8 @@ def generate_dataset(out_dir: str | Path, episodes: int, seed: int = 0, workers:
                                "control_hz": CONTROL_RATE_HZ, "split": split,
                                "seed": seed, "max_steps": max_steps, "noise": float(noise),
                                "noisy_share": float(noisy_share) if noise > 0 else 0.0,
-                               "interpolate_commands": bool(interpolate_commands)}}
+                               "interpolate_commands": bool(interpolate_commands),
+                               "extra_cameras": list(extra_cameras)}}
     summary = finalize(target, env_args)
     summary.update({"seconds": time.perf_counter() - start, "workers": workers or f"ray {ray_address}",
                     "seed": seed, "split": split, "scene": scene,

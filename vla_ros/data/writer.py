@@ -4,6 +4,7 @@
       demo_{i}/           attrs: instruction, family, seed, success, num_samples, task (JSON)
         actions [T,7] float32, phases [T] int8 (index into PHASES)
         obs/agentview_image [T,H,W,3] uint8 (gzip), joint_pos [T,6], ee_pos [T,3], ee_quat [T,4], gripper [T,1]
+        obs/<camera>_image  [T,H,W,3] uint8 (gzip) for each extra camera, named in attrs extra_cameras (JSON list)
     mask/train, mask/valid   demo names (bytes), successful episodes only
 """
 
@@ -37,6 +38,11 @@ def write_episode(data_group: h5py.Group, index: int, record: Rollout) -> int:
         images = np.stack([o.image for o in observations]).astype(np.uint8)
         obs.create_dataset("agentview_image", data=images, compression="gzip", compression_opts=4,
                            chunks=(1,) + images.shape[1:])
+    extra = list(observations[0].cameras)
+    for name in extra:
+        frames = np.stack([o.cameras[name] for o in observations]).astype(np.uint8)
+        obs.create_dataset(f"{name}_image", data=frames, compression="gzip", compression_opts=4,
+                           chunks=(1,) + frames.shape[1:])
     obs.create_dataset("joint_pos", data=np.stack([o.joint_pos for o in observations]).astype(np.float32))
     obs.create_dataset("ee_pos", data=np.stack([o.ee_pos for o in observations]).astype(np.float32))
     obs.create_dataset("ee_quat", data=np.stack([o.ee_quat for o in observations]).astype(np.float32))
@@ -49,6 +55,8 @@ def write_episode(data_group: h5py.Group, index: int, record: Rollout) -> int:
     group.attrs["num_samples"] = len(record.actions)
     group.attrs["task"] = json.dumps({"family": task.family, "target": task.target, "reference": task.reference,
                                       "direction": task.direction, "instruction": task.instruction})
+    if extra:
+        group.attrs["extra_cameras"] = json.dumps(extra)
     return len(record.actions)
 
 

@@ -25,6 +25,9 @@ class VLAConfig:
     # inputs
     image_size: int = 128
     image_grid: int = 4  # the CNN turns a frame into image_grid × image_grid visual tokens
+    # cameras read beside the primary one (e.g. ("wrist",)): the policy's frame is the views side by side,
+    # [S, S × views, 3]; the CNN (shared) encodes each view into its own grid of tokens (configs without it: none)
+    extra_cameras: tuple[str, ...] = ()
     cnn_channels: tuple[int, ...] = (24, 48, 96, 128)
     text_encoder: str = TEXT_ENCODER_NAME
     text_dim: int = 384
@@ -72,6 +75,8 @@ class VLAConfig:
             raise ValueError(f"bridge_layers {self.bridge_layers} is not between 1 and {TEXT_ENCODER_LAYERS} "
                              f"(the instruction encoder's layers)")
         # the recorded fields describe the built model: only early fusion conditions the CNN
+        if len(set(self.extra_cameras)) != len(self.extra_cameras):
+            raise ValueError(f"extra_cameras {list(self.extra_cameras)} name a camera twice")
         if self.fusion != "early":
             self.film = False
         if self.fusion == "middle":
@@ -95,8 +100,18 @@ class VLAConfig:
         return self.instruction_dim if self.film else 0
 
     @property
+    def views(self) -> int:
+        """Camera views side by side in the policy's frame: the primary one and `extra_cameras`."""
+        return 1 + len(self.extra_cameras)
+
+    @property
+    def image_width(self) -> int:
+        """Width of the policy's frame in pixels: `image_size` per view."""
+        return self.image_size * self.views
+
+    @property
     def image_tokens(self) -> int:
-        return self.image_grid * self.image_grid
+        return self.image_grid * self.image_grid * self.views
 
     @property
     def prefix_text_tokens(self) -> int:

@@ -126,6 +126,7 @@ class EvaluationSpec:
     executor: object = None  # ExecutorSettings
     safety: object = None  # SafetySettings
     image_size: int = 128
+    extra_cameras: tuple[str, ...] = ()  # rendered beside the primary camera: the policy reads them too
     threads: int = 1
     scene: str = "default"  # set-up shift of the workcell, vla_ros.sim.scenes
     observation_age: float = 0.0  # s: each chunk's frame taken this long before the tick adopting it (graph timing)
@@ -152,7 +153,8 @@ class EpisodeWorker:
         self.source = None if runner is None else PolicyChunks(runner, plan=spec.plan,
                                                                blank_instruction=spec.blank_instruction,
                                                                temperature=spec.temperature, seed=spec.seed)
-        self.workcell = Workcell(image_size=spec.image_size, split=WORKCELL_SPLIT[spec.split], scene=spec.scene)
+        self.workcell = Workcell(image_size=spec.image_size, split=WORKCELL_SPLIT[spec.split], scene=spec.scene,
+                                 extra_cameras=tuple(spec.extra_cameras))
         self.watch = SafetyWatch(self.workcell)
 
     def run(self, index: int, video: bool = False, view=None) -> tuple[EpisodeResult, list[np.ndarray]]:
@@ -223,6 +225,7 @@ def evaluate(runner, split: str, episodes: int, *, out_dir: Path | None = None, 
                           blank_instruction=blank_instruction, plan=plan, temperature=temperature, seed=seed,
                           max_steps=max_steps, executor=executor, safety=safety,
                           image_size=runner.config.image_size if runner is not None else 128, scene=scene,
+                          extra_cameras=tuple(runner.config.extra_cameras) if runner is not None else (),
                           observation_age=observation_age, interpolate_commands=interpolate_commands)
     calls = [(index, out_dir is not None and index < videos) for index in range(episodes)]
     results: list[EpisodeResult] = []

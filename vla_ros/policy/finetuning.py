@@ -37,11 +37,13 @@ class FinetuneRecipe(TrainRecipe):
 def finetune_policy(base_dir: str | Path, data_dir, out_dir: str | Path,
                     spec: AdapterSpec | None = None, recipe: FinetuneRecipe | None = None,
                     episodes: int | None = None, resume: bool = True, progress: bool = True,
-                    workers: int = 1, export_onnx: bool = False) -> dict:
+                    workers: int = 1, export_onnx: bool = False, add_cameras: tuple[str, ...] = ()) -> dict:
     """Adapt the policy saved in `base_dir` on the demonstrations in `data_dir` (any kind `vla-ros train` reads,
     or a list of data sets pooled);
-    LoRA with `spec`, full fine-tuning without. Writes OUT (adapter or policy), its report and loss curve."""
-    from vla_ros.policy.modeling_vla import VLAPolicy
+    LoRA with `spec`, full fine-tuning without. `add_cameras` (full fine-tuning only) gives the policy more views
+    (`modeling_vla.with_views`), read from the data's recorded cameras of those names.
+    Writes OUT (adapter or policy), its report and loss curve."""
+    from vla_ros.policy.modeling_vla import VLAPolicy, with_views
     from vla_ros.policy.training import (
         _run_summary, _write_outputs, data_names, fit, load_training_episodes, training_sets)
 
@@ -49,6 +51,10 @@ def finetune_policy(base_dir: str | Path, data_dir, out_dir: str | Path,
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     if out_dir.resolve() == base_dir.resolve():
         raise ValueError(f"--out {out_dir} is the base policy's directory; give a new one")
+    add_cameras = tuple(add_cameras)
+    if add_cameras and spec is not None:
+        raise ValueError("a camera can only be added with full fine-tuning (--full): LoRA keeps the base's "
+                         "position embeddings, and a new view needs its own")
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
@@ -57,20 +63,23 @@ def finetune_policy(base_dir: str | Path, data_dir, out_dir: str | Path,
     if policy.tokenizer is None:
         raise ValueError(f"{base_dir} has no tokenizer/ folder; a policy is saved together with its tokenizer")
     tokenizer = policy.tokenizer
-    data = load_training_episodes(data_dir, limit=episodes)
+    policy = with_views(policy, add_cameras)
+    data = load_training_episodes(data_dir, limit=episodes, extra_cameras=tuple(policy.config.extra_cameras))
     if spec is not None:
         add_lora(policy, spec)
     trainable, total = trainable_parameters(policy)
     train_set, valid_set = training_sets(data, tokenizer, policy.vocab, recipe)
     setup_seconds = time.perf_counter() - started
     identity = {"kind": "lora" if spec else "full", "base": base_identity(base_dir), "data": data_names(data_dir),
-                "episodes": episodes, "spec": dataclasses.asdict(spec) if spec else None}
+                "episodes": episodes, "spec": dataclasses.asdict(spec) if spec else None,
+                **({"add_cameras": list(add_cameras)} if add_cameras else {})}
     result = fit(policy, train_set, valid_set, recipe, out_dir, identity=identity, resume=resume,
                  progress=progress, workers=workers, description="finetune (LoRA)" if spec else "finetune (full)")
     report = {
         "base": str(base_dir), "base_identity": identity["base"], "base_version": policy.config.version,
         "data": data_names(data_dir), "method": identity["kind"], "adapter": dataclasses.asdict(spec) if spec else None,
         "device": result.device, "processes": result.processes, "threads": recipe.threads, "workers": workers,
+        "added_cameras": list(add_cameras), "extra_cameras": list(policy.config.extra_cameras),
         "recipe": dataclasses.asdict(recipe), "trainable_parameters": trainable, "base_parameters": total,
         "trainable_percent": round(100.0 * trainable / total, 3),
         "train_episodes": len(data.train), "valid_episodes": len(data.valid), "train_samples": len(train_set),

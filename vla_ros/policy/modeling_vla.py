@@ -16,6 +16,7 @@ the ONNX graphs have static shapes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -103,7 +104,7 @@ class VLAPolicy(nn.Module):
         self.vocab = Vocabulary(config.action_vocab_size, tuple(config.plan_words), config.max_plan_tokens)
         width = config.hidden_size
         self.vision = VisionEncoder(config.image_size, config.image_grid, tuple(config.cnn_channels), width,
-                                    condition_dim=config.condition_dim)
+                                    condition_dim=config.condition_dim, views=config.views)
         self.instruction_queries = InstructionQueries(config.text_dim, config.instruction_pools) \
             if config.instruction_pools > 0 else None
         # late: the instruction vector meets each image token here; middle: MiniLM's last layers see both
@@ -138,7 +139,7 @@ class VLAPolicy(nn.Module):
                           proprio_present: torch.Tensor | None = None) -> torch.Tensor:
         """Observation → prefix embeddings [B, prefix_length, width].
 
-        images uint8 [B, H, W, 3]; text_states [B, text_tokens, 384] and text_mask [B, text_tokens]
+        images uint8 [B, S, S × views, 3] (the views side by side); text_states [B, text_tokens, 384] and text_mask [B, text_tokens]
         from `text_encoder_for(config)`; proprio [B, 6] joint positions (rad) with proprio_present [B] (0/1).
         """
         dtype = self.segments.weight.dtype
@@ -281,3 +282,32 @@ def new_policy(tokenizer, proprio: np.ndarray | None = None, **overrides) -> VLA
     policy = VLAPolicy(config)
     policy.tokenizer = tokenizer
     return policy
+
+
+def with_views(policy: VLAPolicy, cameras) -> VLAPolicy:
+    """A copy of `policy` that also reads `cameras` beside its views, for full fine-tuning to teach it to use them.
+
+    The CNN is shared by every view, so only position embeddings are new: each added view starts from the primary
+    view's (the same place in the frame) plus noise of the initial scale, which tells the views apart. Every
+    other weight is the policy's.
+    """
+    cameras = tuple(cameras)
+    if not cameras:
+        return policy
+    config = policy.config
+    if config.fusion == "middle":
+        raise ValueError("a middle-fusion policy's language bridge is built for its number of image tokens; "
+                         "train a policy with more views from scratch (--model '{\"extra_cameras\": [...]}')")
+    repeated = sorted(set(cameras) & set(config.extra_cameras))
+    if repeated:
+        raise ValueError(f"the policy already reads camera {repeated[0]!r}")
+    if len(set(cameras)) != len(cameras):
+        raise ValueError(f"cameras {list(cameras)} name a camera twice")
+    widened = VLAPolicy(dataclasses.replace(config, extra_cameras=tuple(config.extra_cameras) + cameras))
+    state = policy.state_dict()
+    primary = state["vision.position"][:config.image_grid ** 2]
+    state["vision.position"] = torch.cat(
+        [state["vision.position"], *(primary + 0.02 * torch.randn_like(primary) for _ in cameras)])
+    widened.load_state_dict(state)
+    widened.tokenizer = policy.tokenizer
+    return widened.to(policy.device).train(policy.training)

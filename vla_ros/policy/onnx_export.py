@@ -99,7 +99,7 @@ def export_policy_onnx(policy: VLAPolicy, policy_dir: str | Path, adapter_dir: s
     config = policy.config
     batch = 1
     example_prefix = (
-        torch.zeros(batch, config.image_size, config.image_size, 3, dtype=torch.uint8),
+        torch.zeros(batch, config.image_size, config.image_width, 3, dtype=torch.uint8),
         torch.zeros(batch, config.text_tokens, config.text_dim),
         torch.ones(batch, config.text_tokens),
         torch.zeros(batch, 6),

@@ -69,7 +69,8 @@ class PolicyRunner:
     def infer(self, images: np.ndarray, instructions: list[str], joint_pos: np.ndarray | None = None,
               plan: bool = False, temperature: float | None = None,
               rng: np.random.Generator | None = None) -> GeneratedChunk:
-        """images uint8 [B, S, S, 3] at the model's size, one instruction per image, joint_pos [B, 6] or None."""
+        """images uint8 [B, S, S × views, 3] at the model's size (`compose_views` for a policy with extra cameras),
+        one instruction per image, joint_pos [B, 6] or None."""
         inputs = self._observation_arrays(images, instructions, joint_pos)
         temperature = self.config.temperature if temperature is None else temperature
         if self.session is None:
@@ -86,9 +87,10 @@ class PolicyRunner:
     def _observation_arrays(self, images, instructions, joint_pos) -> tuple[np.ndarray, ...]:
         """Checked model inputs: images, MiniLM states and mask, joint positions and their presence flags."""
         images = np.asarray(images, np.uint8)
-        size = self.config.image_size
-        if images.ndim != 4 or images.shape[1:] != (size, size, 3):
-            raise ValueError(f"images must be uint8 [B, {size}, {size}, 3], got {list(images.shape)}")
+        size, width = self.config.image_size, self.config.image_width
+        if images.ndim != 4 or images.shape[1:] != (size, width, 3):
+            views = f" ({self.config.views} views side by side)" if self.config.views > 1 else ""
+            raise ValueError(f"images must be uint8 [B, {size}, {width}, 3]{views}, got {list(images.shape)}")
         batch = images.shape[0]
         states, mask = self.encode_instructions(list(instructions))
         present = np.ones(batch, np.float32) if joint_pos is not None else np.zeros(batch, np.float32)

@@ -21,6 +21,11 @@ class RunnerTokenSource:
     """A built-in policy (`PolicyRunner`, torch or onnxruntime)."""
 
     def __init__(self, runner):
+        if runner.config.extra_cameras:
+            raise PolicyLoadError(
+                f"{runner.policy_dir} reads {runner.config.views} camera views (the primary one and "
+                f"{', '.join(runner.config.extra_cameras)}); the graph carries one camera to the policy: evaluate it "
+                f"in simulation with 'vla-ros eval' (docs/policy.md, \"A second view\")")
         self.runner = runner
         self.identity = runner.identity
         self.image_size = runner.config.image_size

@@ -243,17 +243,20 @@ def load_split(data_dir: str | Path, *, lazy: bool = False, limit: int | None = 
     return train, valid
 
 
-def load_training_episodes(data_dir, limit: int | None = None) -> TrainingEpisodes:
+def load_training_episodes(data_dir, limit: int | None = None,
+                           extra_cameras: tuple[str, ...] = ()) -> TrainingEpisodes:
     """`load_split` with the frames of an HDF5 data set left on disk: one copy of the small arrays in memory,
     frames read per batch (by the DataLoader's workers). `data_dir` may be a list of data sets (of any kinds):
     their episodes are pooled, `limit` applies to each (e.g. a new cell's demonstrations plus some of the old
-    cell's, so that an adapter learns the new one without forgetting the old)."""
+    cell's, so that an adapter learns the new one without forgetting the old).
+    With `extra_cameras` each frame is the primary view and those cameras side by side (a policy with several
+    views); an episode without one of them is an error naming it."""
     from vla_ros.policy.training_data import ConcatFrames, EpisodeFrames, Hdf5Frames
 
     if isinstance(data_dir, (list, tuple)):
         if len(data_dir) == 1:
-            return load_training_episodes(data_dir[0], limit)
-        parts = [load_training_episodes(path, limit) for path in data_dir]
+            return load_training_episodes(data_dir[0], limit, extra_cameras)
+        parts = [load_training_episodes(path, limit, extra_cameras) for path in data_dir]
 
         def pooled(kind: str):
             episodes = [getattr(part, kind) for part in parts]
@@ -269,10 +272,17 @@ def load_training_episodes(data_dir, limit: int | None = None) -> TrainingEpisod
     if not train:
         raise ValueError(f"{data_dir} has no successful training episodes")
     lazy = train[0].images is None
+    if not lazy and extra_cameras:
+        for episode in (*train, *valid):
+            missing = [name for name in extra_cameras if name not in episode.cameras]
+            if missing:
+                raise ValueError(f"{data_dir}: episode {episode.name} has no {', '.join(missing)} camera "
+                                 f"(it has {', '.join(episode.cameras) or 'only the primary one'})")
+            episode.images = np.concatenate([episode.images, *(episode.cameras[n] for n in extra_cameras)], 2)
 
     def frames(episodes):
-        return Hdf5Frames(data_dir, [e.name for e in episodes], [len(e.actions) for e in episodes]) \
-            if lazy and episodes else None
+        return Hdf5Frames(data_dir, [e.name for e in episodes], [len(e.actions) for e in episodes],
+                          extra_cameras) if lazy and episodes else None
 
     return TrainingEpisodes(train, valid, frames(train), frames(valid))
 
@@ -455,7 +465,8 @@ def train_policy(data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str |
     started = time.perf_counter()
 
     tokenizer = load_tokenizer(tokenizer_dir)
-    data = load_training_episodes(data_dir, limit=episodes)
+    data = load_training_episodes(data_dir, limit=episodes,
+                                  extra_cameras=tuple((model_overrides or {}).get("extra_cameras", ())))
     policy = new_policy(tokenizer, proprio=np.concatenate([e.joint_pos for e in data.train]),
                         **(model_overrides or {}))
     train_set, valid_set = training_sets(data, tokenizer, policy.vocab, recipe)

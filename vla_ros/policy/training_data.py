@@ -127,11 +127,13 @@ class Hdf5Frames:
     one per chunk, so a sample reads one chunk). The file is opened once per process: DataLoader workers forked
     after a read in the parent still open their own handle."""
 
-    def __init__(self, path: str | Path, names: list[str], lengths: list[int]):
+    def __init__(self, path: str | Path, names: list[str], lengths: list[int], extra_cameras: tuple[str, ...] = ()):
+        """With `extra_cameras` a sample is its views side by side (`compose_views`' layout)."""
         from vla_ros.data.episodes import dataset_path
 
         self.path = str(dataset_path(path))
         self.names = list(names)
+        self.keys = ("agentview_image", *(f"{name}_image" for name in extra_cameras))
         lengths = np.asarray(lengths, np.int64)
         self.owner = np.repeat(np.arange(len(self.names)), lengths)
         self.step = np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else np.zeros(0, np.int64)
@@ -151,12 +153,18 @@ class Hdf5Frames:
         if self._pid != os.getpid():
             self._file, self._pid, self._datasets = h5py.File(self.path, "r"), os.getpid(), {}
         if episode not in self._datasets:
-            self._datasets[episode] = self._file[f"data/{self.names[episode]}/obs/agentview_image"]
+            obs = self._file[f"data/{self.names[episode]}/obs"]
+            missing = [key for key in self.keys if key not in obs]
+            if missing:
+                raise ValueError(f"{self.path}: {self.names[episode]} has no {', '.join(missing)} (record the extra "
+                                 f"cameras with 'vla-ros data generate --extra-camera NAME')")
+            self._datasets[episode] = [obs[key] for key in self.keys]
         return self._datasets[episode]
 
     def __getitem__(self, index) -> np.ndarray:
         index = np.atleast_1d(np.asarray(index))
-        return np.stack([self._dataset(int(self.owner[i]))[int(self.step[i])] for i in index])
+        return np.stack([np.concatenate([views[int(self.step[i])] for views in self._dataset(int(self.owner[i]))], 1)
+                         for i in index])
 
 
 class ConcatFrames:
@@ -296,10 +304,16 @@ def sequences(tokens: np.ndarray, plans: np.ndarray, with_plan: np.ndarray, voca
 
 
 def shift_images(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Random translation by up to `pad` pixels (edge-replicated), per image: uint8 [B, H, W, 3]."""
+    """Random translation by up to `pad` pixels (edge-replicated), per image: uint8 [B, H, W, 3]. A frame of
+    several square views side by side (W a multiple of H) is shifted view by view, each by its own offset."""
     if pad <= 0:
         return images
     batch, height, width, _ = images.shape
+    if width > height and width % height == 0:
+        views = width // height
+        split = images.reshape(batch, height, views, height, 3).transpose(1, 2).reshape(-1, height, height, 3)
+        shifted = shift_images(split, pad, generator)
+        return shifted.reshape(batch, views, height, height, 3).transpose(1, 2).reshape(batch, height, width, 3)
     padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
     offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator)
     out = torch.stack([padded[i, :, y:y + height, x:x + width] for i, (y, x) in enumerate(offsets.tolist())])

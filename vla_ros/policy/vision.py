@@ -32,8 +32,10 @@ class VisionEncoder(nn.Module):
     zero: an untrained conditioned encoder computes what the unconditioned one does.
     """
 
-    def __init__(self, image_size: int, grid: int, channels: tuple[int, ...], width: int, condition_dim: int = 0):
+    def __init__(self, image_size: int, grid: int, channels: tuple[int, ...], width: int, condition_dim: int = 0,
+                 views: int = 1):
         super().__init__()
+        self.image_size, self.views = image_size, views
         stages = len(channels)
         reduced = image_size // (2 ** stages)
         if image_size % (2 ** stages) or reduced % grid:
@@ -49,16 +51,25 @@ class VisionEncoder(nn.Module):
             nn.init.zeros_(layer.bias)
         patch = reduced // grid
         self.patchify = nn.Conv2d(previous, width, patch, patch)
-        self.position = nn.Parameter(torch.zeros(grid * grid, width))
+        self.position = nn.Parameter(torch.zeros(views * grid * grid, width))  # a set per view: which camera
         nn.init.normal_(self.position, std=0.02)
         axis = torch.linspace(-1.0, 1.0, image_size)
         coords = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), 0)  # [2, H, W]: row, column
         self.register_buffer("coords", coords, persistent=False)
 
     def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """`condition` [B, condition_dim] is required when the encoder was built FiLM-conditioned."""
+        """`condition` [B, condition_dim] is required when the encoder was built FiLM-conditioned.
+
+        With several views, `images` [B, S, S × views, 3] holds them side by side: each is encoded alone (the same
+        CNN and condition) and the tokens follow view by view, [B, views × grid², width].
+        """
         if (self.film is None) != (condition is None):
             raise ValueError("a FiLM-conditioned vision encoder needs the instruction vector (and only it does)")
+        size, views = self.image_size, self.views
+        if views > 1:
+            images = images.reshape(-1, size, views, size, 3).transpose(1, 2).reshape(-1, size, size, 3)
+            if condition is not None:
+                condition = condition.unsqueeze(1).expand(-1, views, -1).reshape(-1, condition.shape[-1])
         pixels = images.permute(0, 3, 1, 2).float() * (1.0 / 255.0)
         pixels = (pixels - PIXEL_MEAN) / PIXEL_STD
         coords = self.coords.unsqueeze(0).expand(pixels.shape[0], -1, -1, -1)
@@ -69,5 +80,8 @@ class VisionEncoder(nn.Module):
                 scale, shift = self.film[index](condition).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
                 features = features * (1.0 + scale) + shift
             features = activation(features)
-        grid = self.patchify(features)  # [B, width, g, g]
-        return grid.flatten(2).transpose(1, 2) + self.position
+        grid = self.patchify(features)  # [B × views, width, g, g]
+        tokens = grid.flatten(2).transpose(1, 2)
+        if views > 1:
+            tokens = tokens.reshape(-1, views * tokens.shape[1], tokens.shape[2])
+        return tokens + self.position

@@ -24,6 +24,7 @@ import numpy as np
 from vla_ros.core.action_chunks import EE_DELTA, ActionChunk
 from vla_ros.core.action_tokens import task_hash
 from vla_ros.core.executor import ExecutorSettings
+from vla_ros.core.preprocess import compose_views
 from vla_ros.core.safety.gate import FORWARD, HOLD, JointSnapshot
 from vla_ros.core.safety.rules import ArmCommand
 from vla_ros.core.settings import CONTROL_PERIOD_S
@@ -75,7 +76,10 @@ class PolicyChunks:
 
     def chunk(self, observation: Observation, instruction: str) -> tuple[np.ndarray, str]:
         text = "" if self.blank else instruction
-        generated = self.runner.infer(observation.image[None], [text], observation.joint_pos[None], plan=self.plan,
+        config = self.runner.config
+        frame = observation.image if not config.extra_cameras else \
+            compose_views(observation.image, observation.cameras, config.extra_cameras, config.image_size)
+        generated = self.runner.infer(frame[None], [text], observation.joint_pos[None], plan=self.plan,
                                       temperature=self.temperature, rng=self.rng)
         actions = self.runner.tokenizer.decode(generated.tokens)[0]
         return actions, (self.runner.plan_text(generated.plans[0]) if generated.plans else "")

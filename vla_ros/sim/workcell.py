@@ -36,6 +36,8 @@ class Observation:
     ee_quat: np.ndarray  # [4] (w, x, y, z)
     gripper: float  # measured opening, 1 = open, 0 = closed
     step: int
+    # frames of the workcell's extra cameras (e.g. {"wrist": uint8 [H,W,3]}); empty when rendering was skipped
+    cameras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,9 +59,14 @@ class Workcell:
     """The arm on a table with blocks, a plate, a towel and a can; one `step` is one 5 Hz control step."""
 
     def __init__(self, image_size: int = 128, camera: str = "over_shoulder", render: bool = True,
-                 split: str = "train", scene: str = "default") -> None:
-        if camera not in CAMERAS:
-            raise ValueError(f"camera {camera!r} is not one of {CAMERAS}")
+                 split: str = "train", scene: str = "default", extra_cameras: tuple[str, ...] = ()) -> None:
+        """`extra_cameras` are rendered beside `camera` into every observation (`Observation.cameras`)."""
+        for name in (camera, *extra_cameras):
+            if name not in CAMERAS:
+                raise ValueError(f"camera {name!r} is not one of {CAMERAS}")
+        if camera in extra_cameras or len(set(extra_cameras)) != len(extra_cameras):
+            raise ValueError(f"extra cameras {list(extra_cameras)} repeat a camera (the primary one is {camera!r})")
+        self.extra_cameras = tuple(extra_cameras)
         self.model = mujoco.MjModel.from_xml_path(str(WORKCELL_MJCF))
         apply_scene(self.model, scene)  # before any renderer: textures are uploaded when one is made
         self.scene = scene
@@ -176,8 +183,10 @@ class Workcell:
     def observe(self, render: bool | None = None) -> Observation:
         do_render = self.render_enabled if render is None else render
         pos, quat = self.ee_pose()
+        cameras = {name: self.render(name) for name in self.extra_cameras} if do_render else {}
         return Observation(image=self.render() if do_render else None, joint_pos=self.joint_positions(),
-                           ee_pos=pos, ee_quat=quat, gripper=self.gripper_state(), step=self.step_count)
+                           ee_pos=pos, ee_quat=quat, gripper=self.gripper_state(), step=self.step_count,
+                           cameras=cameras)
 
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self._arm_qpos].copy()
