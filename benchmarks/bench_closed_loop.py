@@ -145,6 +145,10 @@ def main() -> int:
     seeds = [(family, args.seed_base + i * len(FAMILIES) + k) for i in range(args.episodes_per_family)
              for k, family in enumerate(FAMILIES)]
     graph_args = [f"policy_path:={args.policy}", f"tokenizer_path:={args.policy}/tokenizer", *args.graph_arg]
+    # A policy that reads more cameras gets them composed into /vla/image (docs/policy.md, "A second view").
+    cameras = json.loads((Path(args.policy) / "config.json").read_text()).get("extra_cameras", [])
+    if cameras and not any(arg.startswith("extra_cameras:=") for arg in args.graph_arg):
+        graph_args.append(f"extra_cameras:={','.join(cameras)}")
     local = in_process(args.policy, seeds, graph_args)
     (out / "in_process.json").write_text(json.dumps(local, indent=2))  # kept even if the ROS run fails
     ros, stats = through_ros(seeds, args.timeout, graph_args, "5hz", out)

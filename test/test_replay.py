@@ -152,3 +152,35 @@ def test_instruction_only_bags_take_the_listeners_normalized_task(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["task_source"] == "/vla/instruction"
     assert np.isfinite(summary["speed_vs_real_time"])
+
+
+def test_a_policy_that_reads_the_wrist_camera_replays_a_bag_that_recorded_it(tmp_path, capsys):
+    """camera_ingest's extra_cameras in replay: each wrist frame is kept and composed beside the next primary one."""
+    from vla_ros.bags.writing import BagWriter
+    from vla_ros.policy.modeling_vla import VLAPolicy, with_views
+
+    with_views(VLAPolicy.from_pretrained(POLICY), ["wrist"]).save_pretrained(tmp_path / "policy")
+    with BagReader(EPISODE) as reader:
+        kept = [(n, t.msgtype) for n, t in reader.info.topics.items()]
+        messages = list(reader.messages())
+    with BagWriter(tmp_path / "input") as writer:
+        for name, msgtype in [*kept, ("/camera/wrist/image_raw", "sensor_msgs/msg/Image")]:
+            writer.add_topic(name, msgtype)
+        for m in messages:
+            writer.write(m.topic, m.timestamp_ns, m.data)
+            if m.topic == "/camera/image_raw":  # the recorded frame stands in for the wrist camera's, a bit earlier
+                writer.write("/camera/wrist/image_raw", m.timestamp_ns - 1_000_000, m.data)
+    arguments = ["replay", "--policy", str(tmp_path / "policy"), *ARGS, "--arg", "extra_cameras:=wrist"]
+    assert main([*arguments, "--bag", str(tmp_path / "input"), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["chunks"] > 0 and summary["settings"]["camera_ingest"]["extra_cameras"] == "wrist"
+    from vla_ros.bags.replay_messages import deserialize
+
+    with BagReader(tmp_path / "out" / "replay") as reader:
+        image = next(m for m in reader.messages() if m.topic == "/vla/image")
+        image = deserialize(image.data, image.msgtype)
+    assert (image.width, image.height) == (128, 64)  # the primary view, then the wrist view
+    # a bag without the wrist camera: one sentence naming its topic
+    capsys.readouterr()
+    assert main([*arguments, "--bag", str(EPISODE), "--out", str(tmp_path / "none")]) == 2
+    assert "no image topic /camera/wrist/image_raw of the wrist camera" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """A second camera view (the wrist camera) on real parts: MuJoCo renders it, data generation records it, the CNN
-encodes each view alone, training reads both, ONNX matches torch and the policy runs closed-loop in the workcell."""
+encodes each view alone, training reads both, ONNX matches torch, the policy runs closed-loop in the workcell
+and the graph's stages compose and read the views."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import torch
 from vla_ros.core.preprocess import compose_views
 from vla_ros.data.episodes import load_episodes
 from vla_ros.data.generate import generate_dataset
-from vla_ros.policy.errors import PolicyLoadError
 from vla_ros.policy.recipe import TrainRecipe
 from vla_ros.policy.runners import PolicyRunner
 from vla_ros.policy.training import train_policy
@@ -130,12 +130,82 @@ def test_a_two_view_policy_runs_closed_loop_in_the_workcell(two_view_policy):
     assert summary["episodes"] == 2 and summary["inferences"] >= 2  # every chunk came from a two-view frame
 
 
-def test_the_graph_refuses_a_two_view_policy_in_one_sentence(two_view_policy):
+def _frame_message(rgb: np.ndarray, stamp_ns: int):
+    from vla_ros.nodes.messages import RCLPY
+
+    from std_msgs.msg import Header
+
+    return RCLPY.model_image(Header(stamp=RCLPY.stamp(stamp_ns), frame_id="camera"), rgb)
+
+
+def _colour(height: int, width: int, rgb) -> np.ndarray:
+    return np.broadcast_to(np.asarray(rgb, np.uint8), (height, width, 3)).copy()
+
+
+def test_camera_ingest_composes_the_newest_wrist_frame_beside_each_primary_frame():
+    from std_msgs.msg import Header
+
+    from vla_ros.core.stages.ingest import IngestSettings, IngestStage
+    from vla_ros.nodes.messages import RCLPY
+
+    stage = IngestStage(IngestSettings(image_size=16, max_age=0.5, extra_cameras="wrist"), RCLPY)
+    second = 1_000_000_000
+    header = lambda t: Header(stamp=RCLPY.stamp(t), frame_id="camera")  # noqa: E731
+    red, blue = _colour(20, 24, (200, 0, 0)), _colour(32, 32, (0, 0, 200))
+    result = stage.on_frame(header(10 * second), lambda: red, 10 * second)
+    assert result.image is None and result.drop == "view"
+    assert "no frame from the wrist camera (/camera/wrist/image_raw) yet" in result.reason
+    assert stage.on_extra_frame("wrist", header(10 * second), lambda: blue) is None
+    result = stage.on_frame(header(10 * second + 1), lambda: red, 10 * second + 1)
+    assert (result.image.height, result.image.width) == (16, 32)
+    pixels = np.frombuffer(bytes(result.image.data), np.uint8).reshape(16, 32, 3)
+    assert np.all(pixels[:, :16] == (200, 0, 0)) and np.all(pixels[:, 16:] == (0, 0, 200))  # primary first
+    # a wrist frame from another moment is not composed with this one
+    result = stage.on_frame(header(11 * second), lambda: red, 11 * second)
+    assert result.drop == "view" and "wrist camera's newest frame is 1.000 s from it" in result.reason
+
+
+def test_the_policy_stage_runs_a_two_view_policy_and_names_a_one_view_frame(two_view_policy):
+    from vla_ros.core.image_msgs import ImageRejected
+    from vla_ros.core.stages.policy import Job, PolicySettings, PolicyStage, model_frame
+    from vla_ros.nodes.messages import RCLPY
     from vla_ros.policy.sources import RunnerTokenSource
 
     policy_dir, _ = two_view_policy
-    with pytest.raises(PolicyLoadError, match="reads 2 camera views .* the graph carries one camera"):
-        RunnerTokenSource(PolicyRunner(policy_dir, "builtin-onnx"))
+    source = RunnerTokenSource(PolicyRunner(policy_dir, "builtin-onnx"))
+    assert source.extra_cameras == ("wrist",)
+    stage = PolicyStage(PolicySettings(temperature=0.0), source, RCLPY)
+    task = "pick up the red block"
+    stage.on_task(task, 0.0)
+    wide = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    generated = stage.run(Job(_frame_message(wide, 5), task, None, 0.0, 0.0))
+    assert generated.tokens is not None
+    with pytest.raises(ImageRejected, match=r"reads 2 camera views .* is 64×64, not 128×64: start camera_ingest "
+                                            r"with extra_cameras:=wrist"):
+        stage.run(Job(_frame_message(wide[:, :64], 5), task, None, 0.0, 0.0))
+    # a composed frame at another size: each view is resized on its own, nothing bleeds across the seam
+    halves = np.concatenate([_colour(32, 32, (200, 0, 0)), _colour(32, 32, (0, 0, 200))], 1)
+    frame = model_frame(halves, 16, ("wrist",))
+    assert frame.shape == (16, 32, 3)
+    assert np.all(frame[:, :16] == (200, 0, 0)) and np.all(frame[:, 16:] == (0, 0, 200))
+
+
+def test_the_simulator_renders_only_workcell_cameras_besides_its_primary_one():
+    from vla_ros.core.settings import SettingsError
+    from vla_ros.sim.settings import SimSettings
+
+    assert SimSettings(extra_cameras="wrist").extra_cameras == "wrist"
+    with pytest.raises(SettingsError, match="names no workcell camera: 'elbow'"):
+        SimSettings(extra_cameras="wrist, elbow")
+
+
+def test_a_policy_server_refuses_a_two_view_policy_in_one_sentence(two_view_policy):
+    from vla_ros.serving.host import PolicyHost
+
+    policy_dir, _ = two_view_policy
+    with pytest.raises(ValueError, match="reads the cameras wrist beside the primary one; the policy server takes "
+                                         "one image"):
+        PolicyHost.for_policy(str(policy_dir), backend="builtin-onnx")
 
 
 def test_with_views_adds_a_view_and_keeps_what_the_primary_view_gave():

@@ -4,7 +4,7 @@ One thread, virtual time: the bag's receive times are the clock (both the ROS cl
 the nodes use for ages). The stages are the nodes' own objects (`vla_ros.core.stages`), built from the same
 graph file (`vla_ros.graphs.pipeline`), with rosbags' message classes instead of rclpy's:
 
-    camera frame        IngestStage.on_image                                           (camera_ingest)
+    camera frame        IngestStage.on_image (extra cameras: on_extra_image)           (camera_ingest)
     /vla/image          PolicyStage.next_job / run / publishable, at most inference_rate Hz (vla_policy)
     /vla/action_tokens  DecoderStage.on_tokens                                         (action_decoder)
     /vla/action_chunk   ControlLoop.on_chunk / tick / command_messages                 (chunk_executor)
@@ -68,6 +68,15 @@ class _Inputs:
             raise BagError(f"topic {self.camera} in bag {reader.path} carries {camera_type}, not a "
                            "sensor_msgs/msg/Image or CompressedImage")
         self.compressed = IMAGE_TYPES[camera_type]
+        # The cameras camera_ingest composes beside the primary one (its extra_cameras): topic → (camera, compressed).
+        self.extra: dict[str, tuple[str, bool]] = {}
+        for camera, raw in settings.extra_camera_topics.items():
+            topic = next((t for t in (raw, raw + "/compressed") if t in bag_topics), None)
+            if topic is None or bag_topics[topic].msgtype not in IMAGE_TYPES:
+                raise BagError(f"bag {reader.path} has no image topic {raw} of the {camera} camera, which "
+                               f"camera_ingest reads beside the primary one (extra_cameras="
+                               f"{settings.ingest.extra_cameras!r})")
+            self.extra[topic] = (camera, IMAGE_TYPES[bag_topics[topic].msgtype])
         if topics.JOINT_STATES not in bag_topics:
             raise BagError(f"bag {reader.path} has no {topics.JOINT_STATES} topic; the executor and the safety gate "
                            "need the arm's joint states")
@@ -83,7 +92,7 @@ class _Inputs:
                                *((t, "std_msgs/msg/String") for t in self.task_topics)):
             if bag_topics[topic].msgtype != msgtype:
                 raise BagError(f"topic {topic} in bag {reader.path} carries {bag_topics[topic].msgtype}, not {msgtype}")
-        self.topics = [self.camera, topics.JOINT_STATES, *self.task_topics]
+        self.topics = [self.camera, *self.extra, topics.JOINT_STATES, *self.task_topics]
 
 
 class _Latency:
@@ -189,6 +198,15 @@ class ReplayPipeline:
         self.emit(topics.MODEL_IMAGE, now_ns, result.image)
         self.policy.on_image(result.image)
         self._policy(now_ns)
+
+    def on_extra_camera(self, camera: str, compressed: bool, msg, now_ns: int) -> None:
+        """A frame of a camera camera_ingest composes beside the primary one (its extra_cameras)."""
+        self._watchdog(now_ns)
+        problem = self.ingest.on_extra_image(camera, msg, compressed)
+        if problem:
+            self.counts["frames_dropped_malformed"] += 1
+            if self.counts["frames_dropped_malformed"] == 1:
+                self.warnings.append(f"at bag time {now_ns / NS:.3f} s: {problem}")
 
     # ------------------------------------------------------------------------------------ stages
     def _policy(self, now_ns: int) -> None:
@@ -402,6 +420,8 @@ def drive(pipeline: ReplayPipeline, reader, inputs: _Inputs, task: str | None,
         message = deserialize_message(item.data, item.msgtype)
         if item.topic == inputs.camera:
             pipeline.on_camera(message, inputs.compressed, item.timestamp_ns)
+        elif item.topic in inputs.extra:
+            pipeline.on_extra_camera(*inputs.extra[item.topic], message, item.timestamp_ns)
         elif item.topic == topics.JOINT_STATES:
             pipeline.on_joint_state(message, item.timestamp_ns)
         elif item.topic == topics.TASK:

@@ -133,8 +133,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--graph", default="widowx",
                           help="graph whose chunk_executor and safety_monitor settings the rollout uses (name under "
                                "config/ or a YAML path; default widowx)")
-    evaluate.add_argument("--arg", dest="graph_args", nargs="+", default=[], metavar="NAME:=VALUE",
-                          help="graph arguments, as for `vla-ros launch`, e.g. execute_steps:=4")
+    evaluate.add_argument("--arg", dest="graph_args", nargs="+", action="extend", default=[],
+                          metavar="NAME:=VALUE",
+                          help="graph arguments, as for `vla-ros launch`, e.g. execute_steps:=4 (repeatable)")
     evaluate.add_argument("--ray", metavar="ADDRESS", default=None,
                           help="run the episodes as tasks on this Ray cluster, one worker per CPU ('auto', "
                                "HOST:PORT, ray://HOST:PORT, or 'local' to start one here); results are those of a "

@@ -25,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     replay.add_argument("--graph", default="widowx",
                         help="graph whose node parameters the chain uses (name under config/ or a YAML path; "
                              "default widowx)")
-    replay.add_argument("--arg", dest="graph_args", nargs="+", default=[], metavar="NAME:=VALUE",
-                        help="graph arguments, as for `vla-ros launch`, e.g. image_size:=64")
+    replay.add_argument("--arg", dest="graph_args", nargs="+", action="extend", default=[],
+                        metavar="NAME:=VALUE",
+                        help="graph arguments, as for `vla-ros launch`, e.g. image_size:=64 (repeatable)")
     replay.add_argument("--policy", type=Path,
                         help="policy directory (default: the graph's policy_path); its tokenizer/ decodes unless "
                              "--tokenizer is given")

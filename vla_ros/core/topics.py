@@ -32,3 +32,13 @@ TELEOP_ENGAGE_SERVICE = "/vla/teleop/engage"  # std_srvs/SetBool: true = teleop 
 DEMOS_START_SERVICE = "/vla/demos/start"  # std_srvs/Trigger
 DEMOS_STOP_SERVICE = "/vla/demos/stop"  # std_srvs/SetBool: data = the episode succeeded
 DEMOS_DISCARD_SERVICE = "/vla/demos/discard"  # std_srvs/Trigger: drop the last (or the running) episode
+
+
+def camera_image(camera: str) -> str:
+    """The image topic of a camera besides the primary one (e.g. the wrist camera: /camera/wrist/image_raw)."""
+    return f"/camera/{camera}/image_raw"
+
+
+def camera_names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of camera names (a node parameter) → the names, in order ('' → none)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())

@@ -7,7 +7,7 @@ the graph and its `name:=value` arguments), checked the way the node checks them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vla_ros.core import topics
@@ -45,6 +45,8 @@ class PipelineSettings:
     decoder: DecoderSettings
     executor: ExecutorSettings
     safety: SafetySettings
+    # each of camera_ingest's extra_cameras → the raw topic it subscribes to (after the graph's remapping)
+    extra_camera_topics: dict = field(default_factory=dict)
 
     def by_node(self) -> dict:
         return {"camera_ingest": self.ingest, "vla_policy": self.policy, "action_decoder": self.decoder,
@@ -71,7 +73,11 @@ def pipeline_settings(graph: str = "widowx", graph_args: list[str] | None = None
             settings[executable] = build_settings(cls, parameters, where=f"node {executable}")
         except SettingsError as exc:
             raise PipelineError(f"graph {graph}: {exc}") from None
-    camera = dict(resolved["camera_ingest"].remappings).get(topics.CAMERA_IMAGE, topics.CAMERA_IMAGE)
-    return PipelineSettings(graph=Path(str(graph)).stem, camera_topic=camera, ingest=settings["camera_ingest"],
-                            policy=settings["vla_policy"], decoder=settings["action_decoder"],
-                            executor=settings["chunk_executor"], safety=settings["safety_monitor"])
+    remapped = dict(resolved["camera_ingest"].remappings)
+    extra = {name: remapped.get(topics.camera_image(name), topics.camera_image(name))
+             for name in topics.camera_names(settings["camera_ingest"].extra_cameras)}
+    camera = remapped.get(topics.CAMERA_IMAGE, topics.CAMERA_IMAGE)
+    return PipelineSettings(graph=Path(str(graph)).stem, camera_topic=camera,
+                            ingest=settings["camera_ingest"], policy=settings["vla_policy"],
+                            decoder=settings["action_decoder"], executor=settings["chunk_executor"],
+                            safety=settings["safety_monitor"], extra_camera_topics=extra)

@@ -1,4 +1,7 @@
-"""camera_ingest: camera frames (ROS topic or an OpenCV source) → rgb8 at the model's size on /vla/image."""
+"""camera_ingest: camera frames (ROS topic or an OpenCV source) → rgb8 at the model's size on /vla/image.
+
+With `extra_cameras` (e.g. 'wrist') it also reads /camera/<name>/image_raw of each and publishes the views side by
+side, the primary camera's frame first (docs/policy.md, "A second view")."""
 
 from __future__ import annotations
 
@@ -46,6 +49,14 @@ class CameraIngest(Node):
                 1.0 / self.settings.frame_rate, self.on_capture_tick, callback_group=MutuallyExclusiveCallbackGroup()
             )
             described = f"OpenCV source {source}"
+        for camera in self.stage.extra_cameras:
+            topic = topics.camera_image(camera)
+            if self.settings.compressed:
+                self.create_subscription(CompressedImage, topic + "/compressed",
+                                         lambda msg, c=camera: self.on_extra(c, msg, True), SENSOR)
+            else:
+                self.create_subscription(Image, topic, lambda msg, c=camera: self.on_extra(c, msg, False), SENSOR)
+            described += f" beside {topic}"
         DiagnosticsReporter(self, self.report)
         self.get_logger().info(
             f"frames from {described} → {topics.MODEL_IMAGE} at {self.settings.image_size}px "
@@ -61,6 +72,11 @@ class CameraIngest(Node):
 
     def on_compressed(self, msg: CompressedImage) -> None:
         self._ingest(msg.header, lambda: compressed_to_rgb8(msg))
+
+    def on_extra(self, camera: str, msg, compressed: bool) -> None:
+        problem = self.stage.on_extra_image(camera, msg, compressed)
+        if problem:
+            self._drop("malformed", problem)
 
     def _open_capture(self, source: str):
         import cv2  # noqa: PLC0415

@@ -1,7 +1,7 @@
 """widowx_sim: the MuJoCo WidowX 250 workcell as a ROS robot.
 
 Follows the arm and gripper controller topics like ros2_control's JointTrajectoryControllers, publishes
-/joint_states, /camera/image_raw and camera_info, optionally /clock, resets to a seeded layout on
+/joint_states, /camera/image_raw and camera_info (and /camera/<name>/image_raw of each of `extra_cameras`), optionally /clock, resets to a seeded layout on
 /widowx_sim/reset, and reports the current task's success on /diagnostics.
 
 Two threads share the MuJoCo data under one lock. The physics thread (like a robot's hardware loop:
@@ -36,7 +36,7 @@ from vla_ros.core.timing import Peak
 from vla_ros.core.trajectory import TrajectoryFollower, TrajectoryPoint
 from vla_ros.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from vla_ros.nodes.frames import RobotFrames
-from vla_ros.nodes.parameters import SettingsParameters
+from vla_ros.nodes.parameters import ParameterError, SettingsParameters
 from vla_ros.sim.camera_frames import camera_frames, camera_matrix
 from vla_ros.sim.settings import SimSettings
 from vla_ros.nodes.qos import COMMANDS, DEFAULT, LATCHED, SENSOR
@@ -76,8 +76,17 @@ class WidowXSim(Node):
         self._reset_layout(self.params.seed)
 
         self.joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, DEFAULT)
-        self.image_pub = self.create_publisher(Image, topics.CAMERA_IMAGE, SENSOR)
-        self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", SENSOR)
+        # camera → (image, camera_info) publishers: the primary camera first, then each extra one
+        self.extra_cameras = topics.camera_names(self.params.extra_cameras)
+        if self.params.camera in self.extra_cameras:
+            raise ParameterError(f"parameter extra_cameras={self.params.extra_cameras!r} names the primary camera "
+                                 f"{self.params.camera!r}, which is published on {topics.CAMERA_IMAGE} already")
+        self.camera_pubs = {self.params.camera: (self.create_publisher(Image, topics.CAMERA_IMAGE, SENSOR),
+                                                 self.create_publisher(CameraInfo, "/camera/camera_info", SENSOR))}
+        for camera in self.extra_cameras:
+            topic = topics.camera_image(camera)
+            self.camera_pubs[camera] = (self.create_publisher(Image, topic, SENSOR), self.create_publisher(
+                CameraInfo, topic.rsplit("/", 1)[0] + "/camera_info", SENSOR))
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.params.publish_clock else None
         self.create_subscription(JointTrajectory, topics.ARM_CONTROLLER, self.on_arm, COMMANDS)
         self.create_subscription(JointTrajectory, topics.GRIPPER_CONTROLLER, self.on_gripper, COMMANDS)
@@ -260,27 +269,31 @@ class WidowXSim(Node):
         """Render each due frame from a copy of the scene; the EGL context lives and dies in this thread."""
         import mujoco  # noqa: PLC0415
 
-        camera, height, width = self.params.camera, self.params.image_height, self.params.image_width
-        renderer = mujoco.Renderer(self.workcell.model, height, width)
+        height, width = self.params.image_height, self.params.image_width
+        # one renderer (and scene copy) per camera: every camera's frame shows the same instant
+        renderers = {camera: mujoco.Renderer(self.workcell.model, height, width) for camera in self.camera_pubs}
         slowest, window_start = 0.0, time.monotonic()
         try:
             while not self.threads.stopping.is_set():
                 if not self._frame_due.wait(timeout=0.1):
                     continue
                 with self.lock:
-                    renderer.update_scene(self.workcell.data, camera=camera)
+                    for camera, renderer in renderers.items():
+                        renderer.update_scene(self.workcell.data, camera=camera)
                     stamp = self.stamp()
                     self._frame_due.clear()
                 started = time.monotonic()
-                frame = renderer.render()  # outside the lock: the scene copy is this thread's own
+                frames = {camera: renderer.render() for camera, renderer in renderers.items()}  # outside the lock
                 took = time.monotonic() - started
                 slowest = max(slowest, took)
                 self.render_peak.add(took, self.get_clock().now().nanoseconds * 1e-9)
-                self.publish_camera(frame, stamp)
+                for camera, frame in frames.items():
+                    self.publish_camera(camera, frame, stamp)
                 if started - window_start > 2.0:
                     self.render_max, slowest, window_start = slowest, 0.0, started
         finally:
-            renderer.close()
+            for renderer in renderers.values():
+                renderer.close()
 
     def publish_joint_states(self) -> JointState:
         data = self.workcell.data
@@ -292,22 +305,23 @@ class WidowXSim(Node):
         self.joint_pub.publish(msg)
         return msg
 
-    def publish_camera(self, frame: np.ndarray, stamp) -> None:
+    def publish_camera(self, camera: str, frame: np.ndarray, stamp) -> None:
+        image_pub, info_pub = self.camera_pubs[camera]
         fields = rgb8_fields(frame)
         image = Image(height=fields.height, width=fields.width, encoding=fields.encoding, step=fields.step,
                       data=fields.data)
         image.header.stamp = stamp
-        image.header.frame_id = f"{self.params.camera}_camera"
-        self.image_pub.publish(image)
+        image.header.frame_id = f"{camera}_camera"
+        image_pub.publish(image)
         # K of the camera's optical frame `<camera>_camera` (sim/camera_frames.py; published on /tf_static).
-        k = camera_matrix(float(self.workcell.model.cam(self.params.camera).fovy[0]), fields.width, fields.height)
+        k = camera_matrix(float(self.workcell.model.cam(camera).fovy[0]), fields.width, fields.height)
         info = CameraInfo(height=fields.height, width=fields.width, distortion_model="plumb_bob")
         info.header = image.header
         info.k = [float(v) for v in k.ravel()]
         info.p = [float(v) for v in np.hstack([k, np.zeros((3, 1))]).ravel()]
         info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
         info.d = [0.0] * 5
-        self.info_pub.publish(info)
+        info_pub.publish(info)
 
     def report(self):
         episode = dict(self.episode)

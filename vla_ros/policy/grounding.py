@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla_ros.core.preprocess import center_crop_resize
+from vla_ros.core.stages.policy import model_frame
 from vla_ros.core.settings import Settings, non_negative, positive, setting
 
 
@@ -53,7 +53,6 @@ class GroundingProbe:
 
     def ground(self, rgb: np.ndarray, task: str, joints: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """(target x, y) and (reference x, y) or None, in metres in base_link, for an RGB frame and a task."""
-        if rgb.shape[:2] != (self.image_size, self.image_size):
-            rgb = center_crop_resize(rgb, self.image_size)
+        rgb = model_frame(rgb, self.image_size, tuple(self.runner.config.extra_cameras))  # as vla_policy reads it
         places = self.runner.grounded_places(rgb[None], [task], None if joints is None else joints[None])[0]
         return places[:2].astype(float), (places[2:4].astype(float) if names_reference(task) else None)

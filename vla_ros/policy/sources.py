@@ -21,14 +21,10 @@ class RunnerTokenSource:
     """A built-in policy (`PolicyRunner`, torch or onnxruntime)."""
 
     def __init__(self, runner):
-        if runner.config.extra_cameras:
-            raise PolicyLoadError(
-                f"{runner.policy_dir} reads {runner.config.views} camera views (the primary one and "
-                f"{', '.join(runner.config.extra_cameras)}); the graph carries one camera to the policy: evaluate it "
-                f"in simulation with 'vla-ros eval' (docs/policy.md, \"A second view\")")
         self.runner = runner
         self.identity = runner.identity
         self.image_size = runner.config.image_size
+        self.extra_cameras = tuple(runner.config.extra_cameras)  # read side by side with the primary view
 
     def generate(self, rgb, task, joints, *, frame_time_s, temperature, plan, rng, stamp_ns=0) -> SourceOutput:
         return self.generate_batch(rgb[None], [task], None if joints is None else joints[None],
@@ -36,7 +32,8 @@ class RunnerTokenSource:
 
     def generate_batch(self, rgbs: np.ndarray, tasks: list[str], joints: np.ndarray | None, *, temperature, plan,
                        rng) -> list[SourceOutput]:
-        """One forward pass for B observations (images [B, S, S, 3] at the model's size, joints [B, 6] or None)."""
+        """One forward pass for B observations (images [B, S, S × views, 3] at the model's size, joints [B, 6] or
+        None)."""
         generated = self.runner.infer(rgbs, tasks, joints, plan=plan, temperature=temperature, rng=rng)
         plans = [self.runner.plan_text(p) for p in generated.plans] if generated.plans else [""] * len(tasks)
         return [SourceOutput(tokens=tokens, plan=text) for tokens, text in zip(generated.tokens, plans)]

@@ -44,6 +44,10 @@ class PolicyHost:
         self.settings = settings
         self.device = pick_device(device)
         self.source = load_token_source(settings, threads=threads, device=self.device)
+        if getattr(self.source, "extra_cameras", ()):
+            raise ValueError(f"{settings.model_path} reads the cameras {', '.join(self.source.extra_cameras)} beside "
+                             "the primary one; the policy server takes one image per observation: run this policy "
+                             "in the graph (extra_cameras) or with 'vla-ros eval'")
         self.tokenizer = self.source.tokenizer
         self.rng = np.random.default_rng(seed)
         self.name = name or Path(settings.model_path).name + \

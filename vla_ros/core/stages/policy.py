@@ -19,7 +19,7 @@ import numpy as np
 
 from vla_ros.core.action_chunks import ACTION_SPACES, EE_DELTA
 from vla_ros.core.action_tokens import pack_action_tokens, task_hash
-from vla_ros.core.image_msgs import image_to_rgb8
+from vla_ros.core.image_msgs import ImageRejected, image_to_rgb8
 from vla_ros.core.messages import NS, MessageKit, stamp_ns
 from vla_ros.core.preprocess import center_crop_resize
 from vla_ros.core.settings import CONTROL_PERIOD_S, CONTROL_RATE_HZ, Settings, non_negative, one_of, positive, setting
@@ -103,8 +103,28 @@ class SourceOutput:
             raise ValueError("a SourceOutput carries either tokens or actions")
 
 
+def model_frame(rgb: np.ndarray, size: int, extra_cameras: tuple[str, ...] = ()) -> np.ndarray:
+    """/vla/image's pixels → the frame a policy reads: one square view at `size`, or with `extra_cameras` the views
+    side by side as camera_ingest composes them ([size, size × views], each view resized on its own).
+
+    A frame with another number of views is rejected (ImageRejected) with what to set."""
+    views = 1 + len(extra_cameras)
+    height, width = rgb.shape[:2]
+    if views == 1:
+        return rgb if (height, width) == (size, size) else center_crop_resize(rgb, size)
+    if width != views * height:
+        raise ImageRejected(
+            f"the policy reads {views} camera views side by side (the primary one, then "
+            f"{', '.join(extra_cameras)}); /vla/image is {width}×{height}, not {views * height}×{height}: start "
+            f"camera_ingest with extra_cameras:={','.join(extra_cameras)} (graph argument extra_cameras)")
+    if height == size:
+        return rgb
+    return np.concatenate([center_crop_resize(view, size) for view in np.split(rgb, views, axis=1)], 1)
+
+
 class PolicySource(Protocol):
-    """Where a policy's output comes from. `image_size` is the square size it infers at (None: no image needed).
+    """Where a policy's output comes from. `image_size` is the square size it infers at (None: no image needed);
+    a source with `extra_cameras` (names) reads those cameras' views beside the primary one (`model_frame`).
 
     `identity` names what the output belongs to: the tokenizer of token output (the decoder refuses others), the
     policy of continuous output; at most 16 hex digits (it travels in the chunk's frame_id).
@@ -190,10 +210,8 @@ class PolicyStage:
         stamp = stamp_ns(job.image.header.stamp)
         rgb = None
         if self.source.image_size is not None:
-            rgb = image_to_rgb8(job.image)
-            size = self.source.image_size
-            if rgb.shape[:2] != (size, size):
-                rgb = center_crop_resize(rgb, size)
+            rgb = model_frame(image_to_rgb8(job.image), self.source.image_size,
+                              tuple(getattr(self.source, "extra_cameras", ())))
         out = self.source.generate(rgb, job.task, job.joints, frame_time_s=stamp / NS - job.task_started_s,
                                    temperature=self.settings.temperature, plan=self.settings.plan, rng=self.rng,
                                    stamp_ns=stamp)
