@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from ros_harness import REPO, RosProbe
+from ros_harness import REPO, RosProbe, save_tiny_policy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Int32MultiArray, String
 
@@ -50,20 +50,7 @@ class NodeProcess:
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory):
     """An untrained tiny policy and its (untrained) VQ-VAE tokenizer: enough to exercise the node's wiring."""
-    import torch
-
-    from vla_ros.policy.modeling_vla import new_policy
-    from vla_ros.tokenizers.loading import new_tokenizer
-    from vla_ros.tokenizers.normalization import ActionNormalizer
-
-    torch.manual_seed(0)
-    actions = np.random.default_rng(0).normal(0, 0.01, (200, 7)).astype(np.float32)
-    tokenizer = new_tokenizer("vqvae", ActionNormalizer.from_actions(actions), codebook_size=32, hidden_dim=32)
-    policy = new_policy(tokenizer, image_size=SIZE, image_grid=2, cnn_channels=[8, 16, 16, 16], hidden_size=32,
-                        num_layers=1, num_heads=2, intermediate_size=64)
-    path = tmp_path_factory.mktemp("vla_policy") / "policy"
-    policy.save_pretrained(path)
-    return path, tokenizer
+    return save_tiny_policy(tmp_path_factory.mktemp("vla_policy") / "policy", SIZE)
 
 
 @pytest.fixture(scope="module")

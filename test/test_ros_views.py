@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ros_harness import LaunchedGraph, RosProbe
+from ros_harness import LaunchedGraph, RosProbe, save_tiny_policy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Int32MultiArray, String
 
@@ -22,19 +22,7 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def two_view_policy(tmp_path_factory):
-    import torch
-
-    from vla_ros.policy.modeling_vla import new_policy
-    from vla_ros.tokenizers.loading import new_tokenizer
-    from vla_ros.tokenizers.normalization import ActionNormalizer
-
-    torch.manual_seed(0)
-    actions = np.random.default_rng(0).normal(0, 0.01, (200, 7)).astype(np.float32)
-    tokenizer = new_tokenizer("vqvae", ActionNormalizer.from_actions(actions), codebook_size=32, hidden_dim=32)
-    policy = new_policy(tokenizer, image_size=SIZE, image_grid=2, cnn_channels=[8, 16, 16, 16], hidden_size=32,
-                        num_layers=1, num_heads=2, intermediate_size=64, extra_cameras=["wrist"])
-    path = tmp_path_factory.mktemp("two_view") / "policy"
-    policy.save_pretrained(path)
+    path, _ = save_tiny_policy(tmp_path_factory.mktemp("two_view") / "policy", SIZE, extra_cameras=["wrist"])
     return path
 
 
