@@ -41,7 +41,8 @@ def in_process(policy: str, seeds: list[tuple[str, int]], graph_args: list[str])
     runner = PolicyRunner(policy, "builtin-torch")
     source = PolicyChunks(runner, temperature=settings.policy.temperature)
     results = []
-    with Workcell(image_size=runner.config.image_size) as workcell:
+    with Workcell(image_size=runner.config.image_size,
+                  extra_cameras=tuple(runner.config.extra_cameras)) as workcell:
         for family, seed in tqdm(seeds, desc="in-process"):
             result = run_policy_episode(workcell, source, seed, family, executor=settings.executor,
                                         safety=settings.safety)

@@ -21,11 +21,11 @@ Then, for each run:
 Writes OUT/results.json, OUT/results.md and OUT/views.png; every run's policy and evaluation stay in OUT/<run>/
 and a re-run skips what is already there (training resumes from OUT/<run>/policy/checkpoint.pt).
 
-    vla-ros data generate --episodes 1000 --out data/sim_1kw --seed 0 --workers 2 --noise 0.015 \\
+    vla-ros data generate --episodes 500 --out data/sim_500w --seed 0 --workers 2 --noise 0.015 \\
         --interpolate-commands --extra-camera wrist
-    python benchmarks/bench_views.py --data data/sim_1kw --steps 2000 --episodes 200
-    python benchmarks/bench_views.py --data data/sim_1kw --from models/policy/vla --steps 1000 --episodes 200 \\
-        --out runs/views_finetune
+    python benchmarks/bench_views.py --data data/sim_500w --from models/policy/vla --steps 1000 --episodes 200 \\
+        --out runs/views_finetune                  # docs/benchmarks.md, "A second view"
+    python benchmarks/bench_views.py --data data/sim_500w --steps 2000 --episodes 200     # from scratch
 
 At the shipped model's budget (4000 episodes, 10 000 steps; a two-view step costs about 1.6× a one-view step):
 
