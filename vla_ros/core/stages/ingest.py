@@ -78,11 +78,11 @@ class IngestStage:
         size = self.settings.image_size
         rgb = center_crop_resize(rgb, size)
         if self.extra_cameras:
-            problem = self._views_problem(stamp_ns(header.stamp))
+            views = dict(self.views)  # one copy: an OpenCV source's timer and the extra cameras' callbacks may race
+            problem = self._views_problem(views, stamp_ns(header.stamp))
             if problem:
                 return Ingested(None, age, "view", problem)
-            rgb = compose_views(rgb, {name: view for name, (_, view) in self.views.items()}, self.extra_cameras,
-                                size)
+            rgb = compose_views(rgb, {name: view for name, (_, view) in views.items()}, self.extra_cameras, size)
         return Ingested(self.m.model_image(header, rgb), age)
 
     def on_extra_frame(self, camera: str, header, convert: Callable[[], np.ndarray]) -> str | None:
@@ -94,12 +94,12 @@ class IngestStage:
         self.views[camera] = (stamp_ns(header.stamp), center_crop_resize(rgb, self.settings.image_size))
         return None
 
-    def _views_problem(self, stamp: int) -> str | None:
+    def _views_problem(self, views: dict, stamp: int) -> str | None:
         for camera in self.extra_cameras:
-            if camera not in self.views:
+            if camera not in views:
                 return (f"dropped frame: no frame from the {camera} camera ({camera_image(camera)}) yet, and the "
                         f"policy reads it beside the primary camera (extra_cameras={self.settings.extra_cameras!r})")
-            apart = abs(stamp - self.views[camera][0]) / NS
+            apart = abs(stamp - views[camera][0]) / NS
             if self.settings.max_age > 0 and apart > self.settings.max_age:
                 return (f"dropped frame: the {camera} camera's newest frame is {apart:.3f} s from it (max_age "
                         f"{self.settings.max_age} s); is {camera_image(camera)} still publishing?")
