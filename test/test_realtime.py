@@ -98,3 +98,32 @@ def test_freezing_start_up_objects_exempts_them_from_collection_but_not_what_com
     finally:
         gc.unfreeze()
     assert any(obj is startup for obj in gc.get_objects())
+
+
+def test_a_node_thread_that_does_not_stop_in_time_is_named_with_where_it_is(capfd):
+    """A node's exit never waits past its grace for a stuck thread, and says which thread and where it was."""
+    import time
+
+    import rclpy
+    from rclpy.node import Node
+
+    from vla_ros.nodes.runtime import NodeThreads
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = Node("stuck_thread_probe", context=context)
+    try:
+        release = threading.Event()
+        threads = NodeThreads(node)
+        threads.start(lambda: release.wait(10), "stuck_worker")
+        threads.start(lambda: threads.stopping.wait(10), "obedient_worker")
+        started = time.monotonic()
+        threads.stop(timeout_s=0.3)
+        assert time.monotonic() - started < 2.0
+        err = capfd.readouterr().err
+        assert "thread stuck_worker did not stop within 0.3 s" in err and "release.wait(10)" in err
+        assert "obedient_worker" not in err
+        release.set()
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)

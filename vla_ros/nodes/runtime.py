@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import traceback
 from typing import Callable
 
 import rclpy
@@ -88,8 +89,14 @@ class NodeThreads:
         thread.start()
 
     def stop(self, timeout_s: float) -> None:
-        """Set `stopping` and wait up to `timeout_s` for each thread."""
+        """Set `stopping` and wait up to `timeout_s` for each thread; one still running is named on stderr with
+        where it is (the threads are daemons: the process still exits)."""
         self.stopping.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=timeout_s)
+            if thread.is_alive():
+                frame = sys._current_frames().get(thread.ident)
+                where = "".join(traceback.format_stack(frame)[-4:]) if frame is not None else "(no frame)\n"
+                print(f"[{self.node.get_name()}] thread {thread.name} did not stop within {timeout_s:.1f} s; it is "
+                      f"at:\n{where}", file=sys.stderr, end="", flush=True)

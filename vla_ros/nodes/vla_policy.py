@@ -162,7 +162,7 @@ class VlaPolicy(Node):
         self.threads.stopping.set()
         with self.lock:
             self.lock.notify_all()  # the worker may be waiting for a frame
-        self.threads.stop(timeout_s=5.0)
+        self.threads.stop(timeout_s=3.0)  # inside the launchers' 5 s grace, with time left to tear down the node
         source = getattr(getattr(self, "stage", None), "source", None)
         if hasattr(source, "close"):
             source.close()
