@@ -34,15 +34,13 @@ def in_process(policy: str, seeds: list[tuple[str, int]], graph_args: list[str])
     from vla_ros.graphs.pipeline import pipeline_settings
     from vla_ros.policy.evaluation import run_policy_episode
     from vla_ros.policy.runners import PolicyRunner
-    from vla_ros.sim.rollout import PolicyChunks
-    from vla_ros.sim.workcell import Workcell
+    from vla_ros.sim.rollout import PolicyChunks, policy_workcell
 
     settings = pipeline_settings("widowx", graph_args)
     runner = PolicyRunner(policy, "builtin-torch")
     source = PolicyChunks(runner, temperature=settings.policy.temperature)
     results = []
-    with Workcell(image_size=runner.config.image_size,
-                  extra_cameras=tuple(runner.config.extra_cameras)) as workcell:
+    with policy_workcell(runner.config) as workcell:
         for family, seed in tqdm(seeds, desc="in-process"):
             result = run_policy_episode(workcell, source, seed, family, executor=settings.executor,
                                         safety=settings.safety)

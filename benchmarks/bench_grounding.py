@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from vla_ros.core.executor import ExecutorSettings  # noqa: E402
 from vla_ros.policy.evaluation import SEED_BASE  # noqa: E402
+from vla_ros.sim.rollout import policy_frame, policy_workcell  # noqa: E402
 from vla_ros.sim.tasks import COLOURS  # noqa: E402
 
 FAMILIES = ("pick", "place", "stack")
@@ -42,7 +43,7 @@ def first_choice(workcell, runner, seed: int, family: str, blank: bool, max_chun
     task = workcell.task
     text = "" if blank else task.instruction
     for _ in range(max_chunks):
-        generated = runner.infer(observation.image[None], [text], observation.joint_pos[None], temperature=0.0)
+        generated = runner.infer(policy_frame(observation, runner.config)[None], [text], observation.joint_pos[None], temperature=0.0)
         actions = runner.tokenizer.decode(generated.tokens)[0][:ExecutorSettings().execute_steps]
         for index, action in enumerate(actions):
             observation = workcell.step(action, render=index == len(actions) - 1)
@@ -81,13 +82,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from vla_ros.policy.runners import PolicyRunner
-    from vla_ros.sim.workcell import Workcell
 
     out = args.out or REPO / "runs" / "bench_grounding" / args.policy.name
     out.mkdir(parents=True, exist_ok=True)
     runner = PolicyRunner(args.policy, "builtin-torch", threads=1)
     results = {}
-    with Workcell(image_size=runner.config.image_size) as workcell:
+    with policy_workcell(runner.config) as workcell:
         for blank in (False, True):
             label = "instruction blanked" if blank else "instruction"
             rows = [first_choice(workcell, runner, SEED_BASE["unseen"] + i, FAMILIES[i % 3], blank, args.max_chunks)

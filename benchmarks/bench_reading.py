@@ -52,6 +52,7 @@ def nearest(point: np.ndarray, places: dict[str, np.ndarray]) -> str:
 def probe(runner, workcell, scenes: int, progress: bool = True) -> list[dict]:
     """One row per (scene, phrasing): the object the policy reads as the target and as the reference."""
     from vla_ros.policy.evaluation import SEED_BASE
+    from vla_ros.sim.rollout import policy_frame
     from vla_ros.sim.tasks import FAMILIES, RECEPTACLES
 
     rows = []
@@ -63,7 +64,8 @@ def probe(runner, workcell, scenes: int, progress: bool = True) -> list[dict]:
         receptacles = {r: np.asarray(layout.position(r), float) for r in RECEPTACLES if layout.has(r)}
         probes = phrasings(task, np.random.default_rng(seed))
         count = len(probes)
-        places = runner.grounded_places(np.repeat(observation.image[None], count, 0), [p[2] for p in probes],
+        frame = policy_frame(observation, runner.config)
+        places = runner.grounded_places(np.repeat(frame[None], count, 0), [p[2] for p in probes],
                                         np.repeat(observation.joint_pos[None], count, 0))
         references = receptacles if family == "place" else blocks if family == "stack" else {}
         for (group, form, text), place in zip(probes, places):
@@ -100,11 +102,11 @@ def read_policy(policy: Path, scenes: int, progress: bool = True) -> dict:
     import torch
 
     from vla_ros.policy.runners import PolicyRunner
-    from vla_ros.sim.workcell import Workcell
+    from vla_ros.sim.rollout import policy_workcell
 
     torch.set_num_threads(1)
     runner = PolicyRunner(policy, "builtin-torch", threads=1)
-    workcell = Workcell(image_size=runner.config.image_size)
+    workcell = policy_workcell(runner.config)
     try:
         rows = probe(runner, workcell, scenes, progress)
     finally:

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vla_ros.policy.evaluation import SEED_BASE  # noqa: E402
+from vla_ros.sim.rollout import policy_frame  # noqa: E402
 from vla_ros.sim.tasks import EXTRA_TRAIN_TEMPLATES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES  # noqa: E402
 
 GROUPS = (("training", TRAIN_TEMPLATES), ("extra training", EXTRA_TRAIN_TEMPLATES), ("held-out", HELDOUT_TEMPLATES))
@@ -52,7 +53,8 @@ def probe(runner, workcell, scenes: int) -> list[dict]:
         blocks = {c: np.asarray(layout.position(c), float) for c in layout.block_colours()}
         texts = [template.format(**task.slots()) for _, template in phrasings]
         count = len(texts)
-        places = runner.grounded_places(np.repeat(observation.image[None], count, 0), texts,
+        frame = policy_frame(observation, runner.config)
+        places = runner.grounded_places(np.repeat(frame[None], count, 0), texts,
                                         np.repeat(observation.joint_pos[None], count, 0))
         for (group, template), text, place in zip(phrasings, texts, places):
             moved, below = nearest(place[:2], blocks), nearest(place[2:], blocks)
@@ -105,12 +107,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from vla_ros.policy.runners import PolicyRunner
-    from vla_ros.sim.workcell import Workcell
+    from vla_ros.sim.rollout import policy_workcell
 
     runner = PolicyRunner(args.policy, "builtin-torch", threads=1)
     if runner.policy.grounding_head is None:
         raise SystemExit(f"bench_roles: {args.policy} was trained without the grounding head; nothing to probe")
-    with Workcell(image_size=runner.config.image_size) as workcell:
+    with policy_workcell(runner.config) as workcell:
         summary = summarize(rows := probe(runner, workcell, args.scenes))
     out = args.out or REPO / "runs" / "bench_roles" / args.policy.name
     out.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,21 @@ class ExpertChunks:
         return np.asarray(executed, dtype=np.float64)[None], self.phase
 
 
+def policy_frame(observation: Observation, config) -> np.ndarray:
+    """The frame a policy with `config` reads from a workcell observation: the primary camera's image, or with
+    `extra_cameras` every view side by side (`compose_views`; the workcell must render them)."""
+    if not config.extra_cameras:
+        return observation.image
+    return compose_views(observation.image, observation.cameras, config.extra_cameras, config.image_size)
+
+
+def policy_workcell(config, **kwargs):
+    """A workcell that renders what a policy with `config` reads: its image size and extra cameras."""
+    from vla_ros.sim.workcell import Workcell  # noqa: PLC0415 - MuJoCo
+
+    return Workcell(image_size=config.image_size, extra_cameras=tuple(config.extra_cameras), **kwargs)
+
+
 class PolicyChunks:
     """A learned policy (a `PolicyRunner`) and its tokenizer as a chunk source."""
 
@@ -76,10 +91,7 @@ class PolicyChunks:
 
     def chunk(self, observation: Observation, instruction: str) -> tuple[np.ndarray, str]:
         text = "" if self.blank else instruction
-        config = self.runner.config
-        frame = observation.image if not config.extra_cameras else \
-            compose_views(observation.image, observation.cameras, config.extra_cameras, config.image_size)
-        generated = self.runner.infer(frame[None], [text], observation.joint_pos[None], plan=self.plan,
+        generated = self.runner.infer(policy_frame(observation, self.runner.config)[None], [text], observation.joint_pos[None], plan=self.plan,
                                       temperature=self.temperature, rng=self.rng)
         actions = self.runner.tokenizer.decode(generated.tokens)[0]
         return actions, (self.runner.plan_text(generated.plans[0]) if generated.plans else "")
