@@ -42,3 +42,16 @@ def camera_image(camera: str) -> str:
 def camera_names(text: str) -> tuple[str, ...]:
     """A comma-separated list of camera names (a node parameter) → the names, in order ('' → none)."""
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def camera_list_problem(text: str, known: tuple[str, ...] | None = None) -> str | None:
+    """Why a comma-separated camera list cannot be used (a name twice, a name that is not a topic name or not
+    one of `known`), else None: the check of the nodes' `extra_cameras` parameters."""
+    names = camera_names(text)
+    if len(set(names)) != len(names):
+        return f"names a camera twice: {text!r}"
+    bad = [name for name in names if not name.replace("_", "").isalnum()]
+    if bad:
+        return f"camera names are letters, digits and '_', got {bad[0]!r}"
+    unknown = [name for name in names if known is not None and name not in known]
+    return f"names no workcell camera: {unknown[0]!r} (cameras: {', '.join(known)})" if unknown else None

@@ -310,10 +310,10 @@ def shift_images(images: torch.Tensor, pad: int, generator: torch.Generator) -> 
         return images
     batch, height, width, _ = images.shape
     if width > height and width % height == 0:
+        from vla_ros.policy.vision import join_views, split_views
+
         views = width // height
-        split = images.reshape(batch, height, views, height, 3).transpose(1, 2).reshape(-1, height, height, 3)
-        shifted = shift_images(split, pad, generator)
-        return shifted.reshape(batch, views, height, height, 3).transpose(1, 2).reshape(batch, height, width, 3)
+        return join_views(shift_images(split_views(images, views), pad, generator), views)
     padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
     offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator)
     out = torch.stack([padded[i, :, y:y + height, x:x + width] for i, (y, x) in enumerate(offsets.tolist())])

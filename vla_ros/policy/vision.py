@@ -10,6 +10,18 @@ from torch import nn
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
 
 
+def split_views(images: torch.Tensor, views: int) -> torch.Tensor:
+    """[B, S, S × views, C] (the views side by side) → [B × views, S, S, C], view by view."""
+    _, size, _, channels = images.shape
+    return images.reshape(-1, size, views, size, channels).transpose(1, 2).reshape(-1, size, size, channels)
+
+
+def join_views(images: torch.Tensor, views: int) -> torch.Tensor:
+    """The inverse of `split_views`: [B × views, S, S, C] → [B, S, S × views, C]."""
+    _, size, _, channels = images.shape
+    return images.reshape(-1, views, size, size, channels).transpose(1, 2).reshape(-1, size, views * size, channels)
+
+
 def _block(inputs: int, outputs: int, kernel: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(inputs, outputs, kernel, stride, padding=kernel // 2),
@@ -65,9 +77,9 @@ class VisionEncoder(nn.Module):
         """
         if (self.film is None) != (condition is None):
             raise ValueError("a FiLM-conditioned vision encoder needs the instruction vector (and only it does)")
-        size, views = self.image_size, self.views
+        views = self.views
         if views > 1:
-            images = images.reshape(-1, size, views, size, 3).transpose(1, 2).reshape(-1, size, size, 3)
+            images = split_views(images, views)
             if condition is not None:
                 condition = condition.unsqueeze(1).expand(-1, views, -1).reshape(-1, condition.shape[-1])
         pixels = images.permute(0, 3, 1, 2).float() * (1.0 / 255.0)

@@ -5,19 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vla_ros.core.settings import Settings, one_of, positive, setting
-from vla_ros.core.topics import camera_names
+from vla_ros.core.topics import camera_list_problem
 
 CAMERAS = ("over_shoulder", "front", "wrist")
 FAMILY_CHOICES = ("", "pick", "place", "stack", "push")
 SCENES = ("default", "camera_shift", "appearance")  # set-up shifts, vla_ros.sim.scenes (docs/sim.md)
-
-
-def _extra_cameras(text: str) -> str | None:
-    names = camera_names(text)
-    unknown = [name for name in names if name not in CAMERAS]
-    if unknown:
-        return f"names no workcell camera: {unknown[0]!r} (cameras: {', '.join(CAMERAS)})"
-    return f"names a camera twice: {text!r}" if len(set(names)) != len(names) else None
 
 
 @dataclass(frozen=True)
@@ -32,7 +24,7 @@ class SimSettings(Settings):
     extra_cameras: str = setting("", "Also render these workcell cameras, comma-separated (e.g. 'wrist'), each on "
                                  "/camera/<name>/image_raw with its camera_info, stamped like the primary frame "
                                  "(for a policy that reads them: camera_ingest's extra_cameras).",
-                                 check=_extra_cameras)
+                                 check=lambda text: camera_list_problem(text, CAMERAS))
     image_width: int = setting(128, "Camera image width in pixels.", check=positive)
     image_height: int = setting(128, "Camera image height in pixels.", check=positive)
     camera_rate: float = setting(10.0, "Camera frames per second.", check=positive)

@@ -11,15 +11,7 @@ from vla_ros.core.image_msgs import ImageRejected, compressed_to_rgb8, image_to_
 from vla_ros.core.messages import NS, MessageKit, stamp_ns
 from vla_ros.core.preprocess import center_crop_resize, compose_views, frame_age_problem
 from vla_ros.core.settings import Settings, non_negative, positive, setting
-from vla_ros.core.topics import camera_image, camera_names
-
-
-def _camera_list(text: str) -> str | None:
-    names = camera_names(text)
-    if len(set(names)) != len(names):
-        return f"names a camera twice: {text!r}"
-    bad = [name for name in names if not name.replace("_", "").isalnum()]
-    return f"camera names are letters, digits and '_', got {bad[0]!r}" if bad else None
+from vla_ros.core.topics import camera_image, camera_list_problem, camera_names
 
 
 @dataclass(frozen=True)
@@ -40,7 +32,7 @@ class IngestSettings(Settings):
                                  "policy's order (its config's extra_cameras, e.g. 'wrist'): each from "
                                  "/camera/<name>/image_raw (remappable). Every /vla/image is then the views side "
                                  "by side, [image_size, image_size × views]. '' = the primary camera only.",
-                                 check=_camera_list)
+                                 check=camera_list_problem)
 
 
 @dataclass(frozen=True)
