@@ -15,17 +15,24 @@ Runs (`--runs`, default all):
     late              late fusion (separate encoders fused before the action head), generated requests
 
 Writes OUT/results.json, OUT/results.md and OUT/fusion.png; every run's policy and evaluations stay in
-OUT/<run>/ and a re-run skips what is already there.
+OUT/<run>/ and a re-run skips what is already there. Runs in OUT/results.json that an invocation does not name
+are kept in its tables and plot (same data, rows and episodes), so runs of different steps can share OUT.
 
     vla-ros data generate --episodes 1000 --out data/sim_1k --seed 0 --workers 2 --noise 0.015
     python benchmarks/bench_fusion.py --data data/sim_1k --steps 2000 --episodes 100
 
 At the shipped model's budget (4000 episodes recorded with the graph's command following, 10 000 steps, about
-70-85 min of training per run on the 2-core CPU):
+70-85 min of training per run on the 2-core CPU for early and late fusion):
 
     vla-ros data generate --episodes 4000 --out data/sim_v6 --seed 0 --workers 2 --noise 0.015 --interpolate-commands
     python benchmarks/bench_fusion.py --data data/sim_v6 --steps 10000 --episodes 400 --blank-episodes 100 \\
-        --out runs/fusion_full --rows unseen paraphrase requests blank
+        --out runs/fusion_full --rows unseen paraphrase requests blank --runs early late
+
+A middle-fusion step costs about twice an early one on the 2-core CPU, so within the same 90 minutes of training
+it takes 4800 steps (10 000 would take about 2.5 h):
+
+    python benchmarks/bench_fusion.py --data data/sim_v6 --steps 4800 --episodes 400 --blank-episodes 100 \\
+        --out runs/fusion_full --rows unseen paraphrase requests blank --runs middle
 """
 
 from __future__ import annotations
@@ -129,10 +136,10 @@ def write_plot(path: Path, results: dict) -> None:
             errors = None
         offset = (column - (len(labels) - 1) / 2) * width
         axes[0].bar(np.arange(len(runs)) + offset, rates, width, yerr=errors, capsize=3, label=label)
-    axes[0].set_xticks(np.arange(len(runs)), runs)
+    axes[0].set_xticks(np.arange(len(runs)), [f"{r}\n{results['runs'][r]['steps']} steps" for r in runs])
     axes[0].set_ylim(0, 1)
     axes[0].set_ylabel("success (± 95 %) / read right")
-    axes[0].set_title(f"{results['steps']} steps on {Path(results['data']).name}; in-process closed loop")
+    axes[0].set_title(f"{Path(results['data']).name}; in-process closed loop")
     axes[0].legend(fontsize=8)
     axes[1].bar(runs, [results["runs"][r]["latency"]["p50_ms"] for r in runs], color="tab:gray")
     axes[1].set_ylabel("ms per 8-token chunk, p50 (onnxruntime, 1 thread)")
@@ -148,19 +155,32 @@ def markdown(results: dict) -> str:
     groups = ("training template", "held-out request", "blank")
     lines = ["| run | fusion | generated requests | " + " | ".join(f"closed loop: {r}" for r in results["rows"])
              + " | " + " | ".join(f"first frame reads: {g}" for g in groups)
-             + " | chunk p50 / p95 ms | training min |", "|---|---|---|" + "---|" * (len(results["rows"]) + 5)]
+             + " | chunk p50 / p95 ms | steps | training min |", "|---|---|---|" + "---|" * (len(results["rows"]) + 6)]
     for run, row in results["runs"].items():
         cells = [f"{s['mean_over_families']:.1%} ± {s['mean_over_families_ci95']:.1%}" for s in row["rows"]]
         cells += [f"{row['reading']['by_group'][g]['both_right']:.0%}" for g in groups]
         lines.append(f"| {run} | {row['fusion']} | {row['generated']} | " + " | ".join(cells)
                      + f" | {row['latency']['p50_ms']:.1f} / {row['latency']['p95_ms']:.1f} | "
-                     f"{row['train_minutes']:.1f} |")
+                     f"{row['steps']} | {row['train_minutes']:.1f} |")
     text = "\n".join(lines) + "\n"
     if "requests" in results["rows"]:
         index = results["rows"].index("requests")
         text += "\nSuccess on held-out requests by form:\n\n" + form_table(
             [dict(row["rows"][index], label=run) for run, row in results["runs"].items()])
     return text
+
+
+def kept_runs(path: Path, args: argparse.Namespace) -> dict:
+    """The runs of an earlier results.json in OUT that this invocation does not redo, when they were trained on the
+    same data and evaluated on the same rows and episodes (runs may differ in steps: middle fusion's budget)."""
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    if (earlier.get("data"), earlier.get("rows"), earlier.get("episodes")) != (str(args.data), args.rows,
+                                                                                 args.episodes):
+        return {}
+    return {run: dict(row, steps=row.get("steps", earlier["steps"])) for run, row in earlier["runs"].items()
+            if run not in args.runs}
 
 
 def main() -> int:
@@ -187,13 +207,14 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"data": str(args.data), "steps": args.steps, "generated_per_task": args.generated,
                "text_tokens": args.text_tokens, "episodes": args.episodes, "machine": "2-core x86-64 CPU, no GPU",
-               "rows": args.rows, "runs": {}}
+               "rows": args.rows, "runs": kept_runs(args.out / "results.json", args)}
     for run in args.runs:
         spec = RUNS[run]
         policy = train(run, spec, args)
         report = json.loads((policy / "training_report.json").read_text())
         rows = [evaluate(run, policy, *ROWS[row], args) for row in args.rows]
         results["runs"][run] = {"fusion": spec["fusion"], "generated": args.generated if spec["generated"] else 0,
+                                "steps": args.steps,
                                 "parameters": report["parameters"], "train_minutes": report["train_seconds"] / 60,
                                 "selected_step": report.get("selected_step"), "rows": rows,
                                 "reading": reading(run, policy, args), "latency": chunk_latency(policy, args.repeats)}
