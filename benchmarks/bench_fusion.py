@@ -179,7 +179,7 @@ def kept_runs(path: Path, args: argparse.Namespace) -> dict:
     if (earlier.get("data"), earlier.get("rows"), earlier.get("episodes")) != (str(args.data), args.rows,
                                                                                  args.episodes):
         return {}
-    return {run: dict(row, steps=row.get("steps", earlier["steps"])) for run, row in earlier["runs"].items()
+    return {run: dict(row, steps=row.get("steps", earlier.get("steps"))) for run, row in earlier["runs"].items()
             if run not in args.runs}
 
 
@@ -205,7 +205,7 @@ def main() -> int:
     if not (args.data / "dataset.hdf5").is_file():
         parser.error(f"--data {args.data} holds no dataset.hdf5; generate it with the command in --help")
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {"data": str(args.data), "steps": args.steps, "generated_per_task": args.generated,
+    results = {"data": str(args.data), "generated_per_task": args.generated,
                "text_tokens": args.text_tokens, "episodes": args.episodes, "machine": "2-core x86-64 CPU, no GPU",
                "rows": args.rows, "runs": kept_runs(args.out / "results.json", args)}
     for run in args.runs:
